@@ -1,0 +1,158 @@
+import { isAbsolute } from "node:path";
+
+// Every setting podshim has, once: its flag, its TOML key, its default, how a value is
+// checked, and the line `podshim --help` prints. Flags and TOML keys are an interface
+// scripts and docs rely on: rename nothing.
+
+export interface Config {
+  listen: string;
+  containerd: string;
+  namespace: string;
+  root: string;
+  state: string;
+  cniConfDir: string;
+  cniBinDirs: string[];
+  pauseImage: string;
+  registryConfigDir: string;
+  streamAddress: { host: string; port: number };
+  restrictOomScoreAdj: boolean;
+  cgroupDriver: CgroupDriver;
+  logLevel: LogLevel;
+}
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const CGROUP_DRIVERS = ["cgroupfs", "systemd"] as const;
+export type CgroupDriver = (typeof CGROUP_DRIVERS)[number];
+
+/** Thrown for a bad value; the message is one line that names the flag. */
+export class ConfigError extends Error {}
+
+type Parse<T> = (raw: unknown, source: string) => T;
+
+export interface OptionSpec<K extends keyof Config = keyof Config> {
+  key: K;
+  flag: string;
+  toml: string;
+  kind: "string" | "boolean" | "list";
+  metavar?: string;
+  help: string;
+  defaultText: string;
+  parse: Parse<Config[K]>;
+}
+
+function str(raw: unknown, source: string): string {
+  if (typeof raw !== "string") throw new ConfigError(`${source} must be a string`);
+  if (raw.trim() === "") throw new ConfigError(`${source} must not be empty`);
+  return raw;
+}
+
+function absPath(raw: unknown, source: string): string {
+  const s = str(raw, source);
+  if (!isAbsolute(s)) throw new ConfigError(`${source} must be an absolute path, got "${s}"`);
+  return s.length > 1 ? s.replace(/\/+$/, "") : s;
+}
+
+/** A unix socket path, with or without the unix:// scheme that kubelet and crictl use. */
+function socketPath(raw: unknown, source: string): string {
+  let s = str(raw, source);
+  if (s.startsWith("unix://")) s = s.slice("unix://".length);
+  else if (s.startsWith("unix:")) s = s.slice("unix:".length);
+  const path = absPath(s, source);
+  // sun_path holds 108 bytes including the terminating NUL.
+  if (Buffer.byteLength(path) > 107) throw new ConfigError(`${source} is too long for a unix socket (${Buffer.byteLength(path)} bytes, at most 107)`);
+  return path;
+}
+
+function oneOf<T extends string>(values: readonly T[]): Parse<T> {
+  return (raw, source) => {
+    const s = str(raw, source);
+    if (!(values as readonly string[]).includes(s)) {
+      throw new ConfigError(`${source} must be one of ${values.join(", ")}, got "${s}"`);
+    }
+    return s as T;
+  };
+}
+
+function bool(raw: unknown, source: string): boolean {
+  if (typeof raw === "boolean") return raw;
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "false" || raw === "0") return false;
+  throw new ConfigError(`${source} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+function pathList(raw: unknown, source: string): string[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(":") : undefined;
+  if (!items) throw new ConfigError(`${source} must be a colon-separated list of directories`);
+  const dirs = items.filter((d) => d !== "").map((d) => absPath(d, source));
+  if (dirs.length === 0) throw new ConfigError(`${source} must name at least one directory`);
+  return dirs;
+}
+
+// containerd's identifier rule for namespaces: alphanumerics separated by single . _ or -,
+// at most 76 characters.
+const IDENTIFIER = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
+function namespace(raw: unknown, source: string): string {
+  const s = str(raw, source);
+  if (s.length > 76 || !IDENTIFIER.test(s)) {
+    throw new ConfigError(`${source} must be a containerd namespace name (letters and digits separated by . _ or -, at most 76), got "${s}"`);
+  }
+  return s;
+}
+
+// Loose on purpose: the full reference grammar lives with the image code; this only
+// refuses what can never be a reference.
+function imageRef(raw: unknown, source: string): string {
+  const s = str(raw, source);
+  if (!/^[a-z0-9][^\s]*$/.test(s)) {
+    throw new ConfigError(`${source} must be an image reference like registry.k8s.io/pause:3.10, got "${s}"`);
+  }
+  return s;
+}
+
+export function parseHostPort(raw: unknown, source: string): { host: string; port: number } {
+  const s = str(raw, source);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${source} must be HOST:PORT (port 0 picks a free one), got "${s}"`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function spec<K extends keyof Config>(s: OptionSpec<K>): OptionSpec<K> {
+  return s;
+}
+
+export const OPTIONS = [
+  spec({ key: "listen", flag: "listen", toml: "listen", kind: "string", metavar: "PATH", parse: socketPath,
+    defaultText: "/run/podshim/podshim.sock", help: "unix socket the CRI gRPC server listens on" }),
+  spec({ key: "containerd", flag: "containerd", toml: "containerd", kind: "string", metavar: "PATH", parse: socketPath,
+    defaultText: "/run/containerd/containerd.sock", help: "containerd's gRPC socket" }),
+  spec({ key: "namespace", flag: "namespace", toml: "namespace", kind: "string", metavar: "NAME", parse: namespace,
+    defaultText: "podshim", help: "containerd namespace podshim keeps its objects in" }),
+  spec({ key: "root", flag: "root", toml: "root", kind: "string", metavar: "DIR", parse: absPath,
+    defaultText: "/var/lib/podshim", help: "persistent state (survives reboots)" }),
+  spec({ key: "state", flag: "state", toml: "state", kind: "string", metavar: "DIR", parse: absPath,
+    defaultText: "/run/podshim", help: "runtime state (FIFOs, network namespaces, caches)" }),
+  spec({ key: "cniConfDir", flag: "cni-conf-dir", toml: "cni_conf_dir", kind: "string", metavar: "DIR", parse: absPath,
+    defaultText: "/etc/cni/net.d", help: "where CNI network configs (.conflist, .conf, .json) are read from" }),
+  spec({ key: "cniBinDirs", flag: "cni-bin-dir", toml: "cni_bin_dir", kind: "list", metavar: "DIRS", parse: pathList,
+    defaultText: "/opt/cni/bin:/usr/lib/cni", help: "colon-separated directories searched for CNI plugins" }),
+  spec({ key: "pauseImage", flag: "pause-image", toml: "pause_image", kind: "string", metavar: "REF", parse: imageRef,
+    defaultText: "registry.k8s.io/pause:3.10", help: "image of each pod's infra (pause) container" }),
+  spec({ key: "registryConfigDir", flag: "registry-config-dir", toml: "registry_config_dir", kind: "string", metavar: "DIR", parse: absPath,
+    defaultText: "/etc/podshim/certs.d", help: "containerd-style certs.d tree of <host>/hosts.toml files" }),
+  spec({ key: "streamAddress", flag: "stream-address", toml: "stream_address", kind: "string", metavar: "HOST:PORT", parse: parseHostPort,
+    defaultText: "127.0.0.1:0", help: "address of the exec/attach/port-forward streaming server" }),
+  spec({ key: "restrictOomScoreAdj", flag: "restrict-oom-score-adj", toml: "restrict_oom_score_adj", kind: "boolean", parse: bool,
+    defaultText: "false", help: "never ask for an oom_score_adj below podshim's own (hosts without CAP_SYS_RESOURCE)" }),
+  spec({ key: "cgroupDriver", flag: "cgroup-driver", toml: "cgroup_driver", kind: "string", metavar: "DRIVER", parse: oneOf(CGROUP_DRIVERS),
+    defaultText: "cgroupfs", help: `cgroup driver reported to the kubelet (${CGROUP_DRIVERS.join(", ")})` }),
+  spec({ key: "logLevel", flag: "log-level", toml: "log_level", kind: "string", metavar: "LEVEL", parse: oneOf(LOG_LEVELS),
+    defaultText: "info", help: `log level (${LOG_LEVELS.join(", ")})` }),
+] as const satisfies readonly OptionSpec[];
+
+export function defaultConfig(): Config {
+  const out: Partial<Record<keyof Config, unknown>> = {};
+  for (const o of OPTIONS as readonly OptionSpec[]) out[o.key] = o.parse(o.defaultText, `default of --${o.flag}`);
+  return out as Config;
+}

@@ -1,0 +1,10 @@
+import type { Config } from "../config/options.js";
+import type { ContainerdHealth } from "../containerd/health.js";
+import type { NetworkService } from "../network/network-service.js";
+
+/** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */
+export interface CriDeps {
+  config: Config;
+  containerd: ContainerdHealth;
+  network: NetworkService;
+}

@@ -1,0 +1,38 @@
+// Status: RuntimeReady says containerd answers now; NetworkReady says a CNI network config
+// is loaded and its plugins exist. Neither failing is an error of the call: the conditions
+// carry the reason and a message for the operator. verbose adds the details as JSON.
+import { StatusResponse, type StatusRequest } from "../gen/cri/runtime/v1/api.js";
+import type { UnaryRpc } from "../server/boundary.js";
+import type { CriDeps } from "./deps.js";
+
+export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
+  return async (req) => {
+    const [containerd, network] = await Promise.all([deps.containerd.check(), deps.network.network()]);
+    const info: Record<string, string> = {};
+    if (req.verbose) {
+      info.containerd = JSON.stringify(containerd.ready
+        ? { socket: deps.config.containerd, namespace: deps.config.namespace, version: containerd.version, revision: containerd.revision }
+        : { socket: deps.config.containerd, namespace: deps.config.namespace, error: containerd.message });
+      info.cni = JSON.stringify(network.ok
+        ? { confDir: deps.config.cniConfDir, binDirs: deps.config.cniBinDirs, file: network.network.file, network: network.network.name, podCidr: deps.network.podCidr.current }
+        : { confDir: deps.config.cniConfDir, binDirs: deps.config.cniBinDirs, error: network.message });
+      info.config = JSON.stringify(deps.config);
+    }
+    return StatusResponse.fromPartial({
+      status: {
+        conditions: [
+          containerd.ready
+            ? { type: "RuntimeReady", status: true }
+            : { type: "RuntimeReady", status: false, reason: "ContainerdUnreachable", message: containerd.message },
+          network.ok
+            ? { type: "NetworkReady", status: true }
+            : { type: "NetworkReady", status: false, reason: network.reason, message: network.message },
+        ],
+      },
+      info,
+      // The empty name is the default handler; runtime classes come with the sandbox work.
+      runtimeHandlers: [{ name: "", features: { recursiveReadOnlyMounts: false, userNamespaces: false } }],
+      features: { supplementalGroupsPolicy: false },
+    });
+  };
+}

@@ -1,0 +1,15 @@
+// Version: who this runtime is. Never fails, never touches containerd, so the kubelet can
+// identify podshim even while containerd is down.
+import { VersionResponse, type VersionRequest } from "../gen/cri/runtime/v1/api.js";
+import { CRI_API_VERSION, KUBELET_API_VERSION, RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
+import type { UnaryRpc } from "../server/boundary.js";
+
+export function version(): UnaryRpc<VersionRequest, VersionResponse> {
+  return async () =>
+    VersionResponse.fromPartial({
+      version: KUBELET_API_VERSION,
+      runtimeName: RUNTIME_NAME,
+      runtimeVersion: RUNTIME_VERSION,
+      runtimeApiVersion: CRI_API_VERSION,
+    });
+}

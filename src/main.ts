@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { App } from "./app.js";
+import { loadConfig, parseCommandLine, usage } from "./config/load.js";
+import { ConfigError } from "./config/options.js";
+import { createLogger } from "./log/logger.js";
+import { RUNTIME_NAME, RUNTIME_VERSION } from "./version.js";
+import { messageOf } from "./errors/errors.js";
+
+async function main(argv: string[]): Promise<number> {
+  let config;
+  try {
+    const cmd = parseCommandLine(argv);
+    if (cmd.help) {
+      process.stdout.write(usage());
+      return 0;
+    }
+    if (cmd.version) {
+      process.stdout.write(`${RUNTIME_NAME} ${RUNTIME_VERSION}\n`);
+      return 0;
+    }
+    config = await loadConfig(cmd);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`podshim: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  const logger = createLogger(config.logLevel);
+  const app = new App(config, logger);
+  try {
+    await app.start();
+  } catch (err) {
+    logger.fatal({ err }, "start-up failed");
+    process.stderr.write(`podshim: ${messageOf(err)}\n`);
+    await app.stop().catch(() => undefined);
+    return 1;
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, "second signal: exiting now");
+        resolve(130);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal }, "signal received");
+      app.stop().then(() => resolve(0), (err) => {
+        logger.error({ err }, "shutdown failed");
+        resolve(1);
+      });
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`podshim: unexpected error: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -27,7 +27,8 @@ export function fromContainerdError(err: unknown, what: string, socket: string):
   if (err instanceof PodshimError) return err;
   const e = err as Partial<ServiceError>;
   if (typeof e.code !== "number") return new InternalError(`containerd ${what}: ${String((err as Error)?.message ?? err)}`, { cause: err });
-  const details = e.details || e.message || "no details";
+  // grpc-js appends an empty "Resolution note:" to connection errors; it tells a person nothing.
+  const details = (e.details || e.message || "no details").replace(/\.?\s*Resolution note:\s*$/, "");
   if (e.code === Status.UNAVAILABLE) {
     return new UnavailableError(`containerd is not reachable at ${socket} (${what}: ${details})`, { cause: err });
   }

@@ -13,9 +13,10 @@ export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
       info.containerd = JSON.stringify(containerd.ready
         ? { socket: deps.config.containerd, namespace: deps.config.namespace, version: containerd.version, revision: containerd.revision }
         : { socket: deps.config.containerd, namespace: deps.config.namespace, error: containerd.message });
+      const cni = { confDir: deps.config.cniConfDir, binDirs: deps.config.cniBinDirs, podCidr: deps.network.podCidr.current };
       info.cni = JSON.stringify(network.ok
-        ? { confDir: deps.config.cniConfDir, binDirs: deps.config.cniBinDirs, file: network.network.file, network: network.network.name, podCidr: deps.network.podCidr.current }
-        : { confDir: deps.config.cniConfDir, binDirs: deps.config.cniBinDirs, error: network.message });
+        ? { ...cni, file: network.network.file, network: network.network.name }
+        : { ...cni, error: network.message });
       info.config = JSON.stringify(deps.config);
     }
     return StatusResponse.fromPartial({

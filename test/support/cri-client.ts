@@ -1,0 +1,56 @@
+// The tests' CRI client. It loads proto/ through @grpc/proto-loader (protobufjs), a codec
+// independent of the ts-proto code podshim serves with, so a wire mistake in either shows.
+import { credentials, loadPackageDefinition, type Client, type ServiceError } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { fileURLToPath } from "node:url";
+
+const PROTO_DIR = fileURLToPath(new URL("../../proto", import.meta.url));
+
+const definition = loadSync("cri/runtime/v1/api.proto", {
+  includeDirs: [PROTO_DIR],
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+const pkg = loadPackageDefinition(definition) as any;
+
+export type CriError = ServiceError;
+type Call = (method: string, request?: object, deadlineMs?: number) => Promise<any>;
+
+export interface CriClient {
+  runtime: Call;
+  image: Call;
+  close(): void;
+}
+
+export function criClient(socket: string): CriClient {
+  const address = `unix://${socket}`;
+  const runtime: Client = new pkg.runtime.v1.RuntimeService(address, credentials.createInsecure());
+  const image: Client = new pkg.runtime.v1.ImageService(address, credentials.createInsecure());
+  const caller = (client: any): Call => (method, request = {}, deadlineMs = 30_000) =>
+    new Promise((resolve, reject) => {
+      if (typeof client[method] !== "function") throw new Error(`no such CRI method ${method}`);
+      client[method](request, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)));
+    });
+  return {
+    runtime: caller(runtime),
+    image: caller(image),
+    close() {
+      runtime.close();
+      image.close();
+    },
+  };
+}
+
+/** The gRPC status of a rejected call, for assertions. */
+export async function statusOf(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as ServiceError;
+    return { code: e.code, details: e.details };
+  }
+  throw new Error("expected the call to fail");
+}

@@ -1,0 +1,106 @@
+// Runs the real podshim binary (dist/main.js) as a child process with its own socket and
+// dirs under a temp dir, the way a node runs it.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { criClient, type CriClient } from "./cri-client.js";
+
+export const PODSHIM_MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
+
+export interface PodshimOptions {
+  containerdSocket: string;
+  /** Parent of the per-instance temp dir. */
+  baseDir: string;
+  cniConfDir?: string;
+  extraArgs?: string[];
+  /** Reuse this instance dir (a restart of the same node) instead of a new one. */
+  dir?: string;
+}
+
+export interface PodshimHandle {
+  socket: string;
+  dir: string;
+  process: ChildProcess;
+  /** Everything podshim printed (JSON log lines). */
+  output(): string;
+  cri: CriClient;
+  /** SIGTERM and wait for exit; resolves to the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  cleanup(): Promise<void>;
+}
+
+export function podshimArgs(dir: string, opts: PodshimOptions): string[] {
+  return [
+    "--listen", join(dir, "podshim.sock"),
+    "--containerd", opts.containerdSocket,
+    "--namespace", `t-${dir.slice(-6).replace(/[^A-Za-z0-9]/g, "x")}`,
+    "--root", join(dir, "root"),
+    "--state", join(dir, "state"),
+    "--cni-conf-dir", opts.cniConfDir ?? join(dir, "net.d"),
+    "--registry-config-dir", join(dir, "certs.d"),
+    "--restrict-oom-score-adj",
+    "--log-level", "debug",
+    ...(opts.extraArgs ?? []),
+  ];
+}
+
+/** Runs `podshim args...` to completion (for flag and start-up failures). */
+export function runPodshim(args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [PODSHIM_MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`podshim ${args.join(" ")} did not exit within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle> {
+  const dir = opts.dir ?? mkdtempSync(join(opts.baseDir, "podshim-"));
+  const socket = join(dir, "podshim.sock");
+  const child = spawn(process.execPath, [PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+
+  const deadline = Date.now() + 15_000;
+  while (!out.includes("podshim is serving CRI")) {
+    if (child.exitCode !== null) throw new Error(`podshim exited with ${child.exitCode} during start-up:\n${out}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`podshim did not start within 15 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const cri = criClient(socket);
+  const handle: PodshimHandle = {
+    socket,
+    dir,
+    process: child,
+    output: () => out,
+    cri,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+    async cleanup() {
+      cri.close();
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return handle;
+}

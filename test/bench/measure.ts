@@ -1,0 +1,52 @@
+// Latency sampling for benchmarks: run an async operation many times with a fixed
+// concurrency and report percentiles.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+export interface Latency {
+  name: string;
+  n: number;
+  concurrency: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  /** Completed operations per second over the whole run. */
+  rate: number;
+}
+
+export async function sample(name: string, n: number, concurrency: number, op: (i: number) => Promise<unknown>): Promise<Latency> {
+  const times: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const t = performance.now();
+      await op(i);
+      times.push(performance.now() - t);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const total = performance.now() - started;
+  times.sort((a, b) => a - b);
+  const at = (q: number) => round(times[Math.min(times.length - 1, Math.floor(q * times.length))]!);
+  return { name, n, concurrency, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round(times[times.length - 1]!), rate: Math.round((n / total) * 1000) };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+export function report(title: string, rows: Latency[], extra: Record<string, unknown> = {}): void {
+  const lines = [
+    `\n${title}`,
+    `${"operation".padEnd(34)}${"n".padStart(6)}${"conc".padStart(6)}${"p50 ms".padStart(10)}${"p90 ms".padStart(10)}${"p99 ms".padStart(10)}${"max ms".padStart(10)}${"ops/s".padStart(9)}`,
+    ...rows.map((r) => `${r.name.padEnd(34)}${String(r.n).padStart(6)}${String(r.concurrency).padStart(6)}${String(r.p50).padStart(10)}${String(r.p90).padStart(10)}${String(r.p99).padStart(10)}${String(r.max).padStart(10)}${String(r.rate).padStart(9)}`),
+    ...Object.entries(extra).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`),
+  ];
+  console.log(lines.join("\n"));
+  const dir = fileURLToPath(new URL("../../.tmp/bench/", import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}${title.replace(/[^A-Za-z0-9]+/g, "-").toLowerCase()}.json`, JSON.stringify({ title, at: new Date().toISOString(), rows, extra }, null, 2));
+}

@@ -1,23 +1,30 @@
 #!/usr/bin/env node
-// Regenerates src/gen from proto/ with buf + ts-proto (npm run gen).
+// Regenerates src/gen from proto/ (npm run gen): Debian's protoc (protobuf-compiler, with
+// the well-known types from libprotobuf-dev) and ts-proto from the npm registry, both
+// pinned, so generation is offline and gives the same bytes on every machine.
 // With --check it generates into a temp dir and fails when src/gen differs: CI uses that to
 // catch a proto edit whose generated code was not committed.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, cpSync, existsSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const check = process.argv.includes("--check");
-const out = mkdtempSync(join(tmpdir(), "podshim-gen-"));
 
-const template = readFileSync(join(root, "buf.gen.yaml"), "utf8").replace("out: src/gen", `out: ${out}`);
-const buf = join(root, "node_modules/.bin/buf");
-const res = spawnSync(buf, ["generate", "proto", "--template", template], { cwd: root, stdio: "inherit" });
-if (res.status !== 0) {
-  rmSync(out, { recursive: true, force: true });
-  process.exit(res.status ?? 1);
-}
+// One list of ts-proto options, documented in README (Development).
+const TS_PROTO_OPTIONS = [
+  "outputServices=grpc-js",
+  "esModuleInterop=true",
+  "env=node",
+  "forceLong=bigint",      // int64 nanosecond timestamps do not fit a double
+  "useDate=false",         // keep Timestamp's nanos
+  "importSuffix=.js",      // ESM
+  "enumsAsLiterals=true",  // `as const` objects, not TS enums
+  "outputJsonMethods=true",
+  "useOptionals=none",
+  "exportCommonSymbols=false",
+];
 
 function files(dir) {
   const list = [];
@@ -30,6 +37,24 @@ function files(dir) {
   };
   if (existsSync(dir)) walk(dir);
   return list.sort();
+}
+
+const protos = files(join(root, "proto")).filter((f) => f.endsWith(".proto"));
+const out = mkdtempSync(join(tmpdir(), "podshim-gen-"));
+const res = spawnSync("protoc", [
+  "-I", join(root, "proto"),
+  `--plugin=protoc-gen-ts_proto=${join(root, "node_modules/.bin/protoc-gen-ts_proto")}`,
+  `--ts_proto_out=${out}`,
+  `--ts_proto_opt=${TS_PROTO_OPTIONS.join(",")}`,
+  ...protos,
+], { cwd: root, stdio: ["ignore", "inherit", "pipe"] });
+// protoc warns about an import upstream keeps but does not use; anything else is shown.
+const stderr = (res.stderr?.toString() ?? "").split("\n").filter((l) => l && !/warning: Import .* is unused/.test(l));
+if (stderr.length > 0) console.error(stderr.join("\n"));
+if (res.error || res.status !== 0) {
+  rmSync(out, { recursive: true, force: true });
+  console.error(res.error?.code === "ENOENT" ? "protoc not found: apt-get install protobuf-compiler libprotobuf-dev" : "protoc failed");
+  process.exit(1);
 }
 
 const target = join(root, "src/gen");

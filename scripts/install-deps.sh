@@ -14,6 +14,8 @@ packages=(
   iptables
   socat
   gcc
+  protobuf-compiler
+  libprotobuf-dev
   libc6-dev
   crun
 )

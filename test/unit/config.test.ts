@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { applyToml, loadConfig, parseCommandLine, usage } from "../../src/config/load.js";
@@ -79,6 +79,7 @@ describe("command line", () => {
 
 describe("TOML file", () => {
   const dir = mkdtempSync(join(tmpdir(), "podshim-config-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const file = (name: string, text: string) => {
     const p = join(dir, name);
     writeFileSync(p, text);

@@ -27,26 +27,67 @@ export class PodshimError extends Error {
   }
 }
 
-function kindOf(kind: ErrorKind) {
-  return class extends PodshimError {
-    constructor(message: string, options?: { cause?: unknown }) {
-      super(kind, message, options);
-    }
-  };
+// One class per kind, so each can be thrown, caught with instanceof and named as a type.
+export class InvalidArgumentError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.InvalidArgument, message, options);
+  }
 }
-
-export const InvalidArgumentError = kindOf(ErrorKind.InvalidArgument);
-export const NotFoundError = kindOf(ErrorKind.NotFound);
-export const AlreadyExistsError = kindOf(ErrorKind.AlreadyExists);
-export const FailedPreconditionError = kindOf(ErrorKind.FailedPrecondition);
-export const UnavailableError = kindOf(ErrorKind.Unavailable);
-export const DeadlineExceededError = kindOf(ErrorKind.DeadlineExceeded);
-export const CanceledError = kindOf(ErrorKind.Canceled);
-export const UnimplementedError = kindOf(ErrorKind.Unimplemented);
-export const ResourceExhaustedError = kindOf(ErrorKind.ResourceExhausted);
-export const UnauthenticatedError = kindOf(ErrorKind.Unauthenticated);
-export const PermissionDeniedError = kindOf(ErrorKind.PermissionDenied);
-export const InternalError = kindOf(ErrorKind.Internal);
+export class NotFoundError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.NotFound, message, options);
+  }
+}
+export class AlreadyExistsError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.AlreadyExists, message, options);
+  }
+}
+export class FailedPreconditionError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.FailedPrecondition, message, options);
+  }
+}
+export class UnavailableError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.Unavailable, message, options);
+  }
+}
+export class DeadlineExceededError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.DeadlineExceeded, message, options);
+  }
+}
+export class CanceledError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.Canceled, message, options);
+  }
+}
+export class UnimplementedError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.Unimplemented, message, options);
+  }
+}
+export class ResourceExhaustedError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.ResourceExhausted, message, options);
+  }
+}
+export class UnauthenticatedError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.Unauthenticated, message, options);
+  }
+}
+export class PermissionDeniedError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.PermissionDenied, message, options);
+  }
+}
+export class InternalError extends PodshimError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorKind.Internal, message, options);
+  }
+}
 
 export function isKind(err: unknown, kind: ErrorKind): err is PodshimError {
   return err instanceof PodshimError && err.kind === kind;

@@ -13,6 +13,9 @@ export interface RegistryOptions {
   dir: string;
   /** When set, the registry demands these credentials (basic auth) on every request. */
   htpasswd?: { user: string; password: string };
+  /** When set, the registry demands bearer tokens from this token server (distribution's
+   * token auth: JWTs signed by a key whose certificate chains to rootCertBundle). */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   startTimeoutMs?: number;
 }
 
@@ -58,7 +61,7 @@ async function htpasswdLine(user: string, password: string): Promise<string> {
   return `${user}:${await bcrypt.hash(password, 10)}`;
 }
 
-function configYaml(storage: string, port: number, htpasswdPath?: string): string {
+function configYaml(storage: string, port: number, htpasswdPath?: string, token?: RegistryOptions["token"]): string {
   const lines = [
     "version: 0.1",
     "log:",
@@ -75,6 +78,15 @@ function configYaml(storage: string, port: number, htpasswdPath?: string): strin
   ];
   if (htpasswdPath) {
     lines.push("auth:", "  htpasswd:", "    realm: podshim-test", `    path: ${JSON.stringify(htpasswdPath)}`);
+  } else if (token) {
+    lines.push(
+      "auth:",
+      "  token:",
+      `    realm: ${JSON.stringify(token.realm)}`,
+      `    service: ${JSON.stringify(token.service)}`,
+      `    issuer: ${JSON.stringify(token.issuer)}`,
+      `    rootcertbundle: ${JSON.stringify(token.rootCertBundle)}`,
+    );
   }
   return `${lines.join("\n")}\n`;
 }
@@ -119,7 +131,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
 
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    await writeFile(configPath, configYaml(storage, port, htpasswdPath));
+    await writeFile(configPath, configYaml(storage, port, htpasswdPath, opts.token));
     // Truncated per attempt so an old "address already in use" is not mistaken for a new one.
     const logFd = openSync(logPath, "w");
     let proc: ChildProcess;

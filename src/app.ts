@@ -4,6 +4,14 @@ import type { Logger } from "./log/logger.js";
 import { ContainerdClient } from "./containerd/client.js";
 import { ContainerdHealth } from "./containerd/health.js";
 import { NetworkService } from "./network/network-service.js";
+import { ContentStore } from "./containerd/content.js";
+import { Snapshots } from "./containerd/snapshots.js";
+import { ImageService } from "./image/image-service.js";
+import { Puller } from "./image/pull.js";
+import { builtinPauseImage, findPauseBinary } from "./image/builtin-pause.js";
+import { hostPlatform } from "./image/types.js";
+import { RegistryClient } from "./registry/client.js";
+import { messageOf } from "./errors/errors.js";
 import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js";
 import type { CriDeps } from "./cri/deps.js";
 import { ImageServiceService, RuntimeServiceService } from "./gen/cri/runtime/v1/api.js";
@@ -24,6 +32,8 @@ export class App {
   private readonly containerd: ContainerdClient;
   private readonly health: ContainerdHealth;
   private readonly network: NetworkService;
+  private readonly images: ImageService;
+  private readonly registry: RegistryClient;
   private readonly server: CriServer;
 
   constructor(
@@ -35,17 +45,37 @@ export class App {
     this.network = new NetworkService({ cniConfDir: config.cniConfDir, cniBinDirs: config.cniBinDirs, stateDir: config.state, logger: logger.child({ part: "network" }) });
     this.server = new CriServer(config.listen, logger);
 
-    const deps: CriDeps = { config, containerd: this.health, network: this.network };
+    const imageLog = logger.child({ part: "images" });
+    const snapshots = new Snapshots(this.containerd);
+    const registry = (this.registry = new RegistryClient({ configDir: config.registryConfigDir, logger: imageLog }));
+    const content = new ContentStore(this.containerd);
+    const puller = new Puller({ client: this.containerd, content, snapshots, registry, logger: imageLog });
+    this.images = new ImageService({
+      client: this.containerd, content, snapshots, puller, logger: imageLog, pauseImage: config.pauseImage,
+      builtinPause: async () => {
+        const binary = findPauseBinary();
+        return binary ? builtinPauseImage(binary, hostPlatform()) : undefined;
+      },
+    });
+
+    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images };
     const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready };
     this.server.add({ definition: RuntimeServiceService, implementation: implementService(RuntimeServiceService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
     this.server.add({ definition: ImageServiceService, implementation: implementService(ImageServiceService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
   }
 
   async start(): Promise<void> {
+    // Refuse before touching anything when another instance serves the socket.
+    await this.server.checkSocket();
     await mkdir(this.config.root, { recursive: true, mode: 0o711 });
     await mkdir(this.config.state, { recursive: true, mode: 0o711 });
     await this.network.start();
-    await this.health.check();
+    // State kept in containerd is read whenever containerd (re)appears: at start when it is
+    // up, later when it comes up after podshim.
+    this.health.onReady(() => this.whenContainerdReady());
+    const containerd = await this.health.check();
+    if (containerd.ready) await this.loaded;
+    else this.logger.warn("containerd is not reachable: serving anyway; images load when it comes up");
     this.health.start();
     await this.network.network();
     await this.server.listen();
@@ -53,11 +83,29 @@ export class App {
     this.logger.info({ endpoint: `unix://${this.config.listen}`, version: RUNTIME_VERSION, containerd: this.config.containerd, namespace: this.config.namespace }, "podshim is serving CRI");
   }
 
+  private loaded: Promise<void> | undefined;
+  private whenContainerdReady(): void {
+    this.loaded ??= this.images.load().then(
+      () => {
+        // The pause image is needed by the first pod; fetch it now, without holding up start-up.
+        this.images.ensurePauseImage().then(
+          (img) => this.logger.info({ pauseImage: this.config.pauseImage, id: img.id }, "pause image ready"),
+          (err) => this.logger.warn({ pauseImage: this.config.pauseImage, err: messageOf(err) }, "pause image not available yet"),
+        );
+      },
+      (err) => {
+        this.loaded = undefined;
+        this.logger.error({ err: messageOf(err) }, "could not load the image index from containerd; will retry when it reconnects");
+      },
+    );
+  }
+
   async stop(): Promise<void> {
     this.logger.info("shutting down: draining in-flight calls");
     await this.server.stop(SHUTDOWN_GRACE_MS);
     this.ready = false;
     this.health.stop();
+    this.registry.close();
     this.containerd.close();
     this.logger.info("stopped");
   }

@@ -19,6 +19,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Another containerd namespace than podshim's own; null sends none (namespace-less services). */
   namespace?: string | null;
+  /** A lease that holds what this call creates until the lease is deleted. */
+  lease?: string;
 }
 
 export interface ContainerdClientOptions {
@@ -29,8 +31,10 @@ export interface ContainerdClientOptions {
   defaultTimeoutMs?: number;
 }
 
-// containerd's gRPC server reads the namespace of every call from this header.
+// containerd's gRPC server reads the namespace of every call from this header, and the
+// lease that protects new content and snapshots from its garbage collector from the other.
 const NAMESPACE_HEADER = "containerd-namespace";
+const LEASE_HEADER = "containerd-lease";
 
 /**
  * The only door to containerd: one channel on its socket, every call stamped with the
@@ -64,6 +68,7 @@ export class ContainerdClient {
     const md = new Metadata();
     const ns = opts.namespace === undefined ? this.namespace : opts.namespace;
     if (ns !== null) md.set(NAMESPACE_HEADER, ns);
+    if (opts.lease) md.set(LEASE_HEADER, opts.lease);
     return md;
   }
 

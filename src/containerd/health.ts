@@ -23,6 +23,7 @@ export class ContainerdHealth {
   private last: { at: number; state: ContainerdHealthState } | undefined;
   private inflight: Promise<ContainerdHealthState> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private readonly readyHooks: Array<() => void> = [];
 
   constructor(
     private readonly client: ContainerdClient,
@@ -36,6 +37,11 @@ export class ContainerdHealth {
       this.inflight = undefined;
     });
     return this.inflight;
+  }
+
+  /** Called each time containerd becomes reachable (after the namespace exists). */
+  onReady(hook: () => void): void {
+    this.readyHooks.push(hook);
   }
 
   start(): void {
@@ -60,6 +66,7 @@ export class ContainerdHealth {
     if (state.ready && was?.ready !== true) {
       this.logger.info({ socket: this.client.socket, version: state.version }, "containerd is reachable");
       await this.ensureNamespace();
+      for (const hook of this.readyHooks) hook();
     } else if (!state.ready && was?.ready !== false) {
       this.logger.warn({ socket: this.client.socket, err: state.message }, "containerd is not reachable");
     }

@@ -1,10 +1,12 @@
 import type { Config } from "../config/options.js";
 import type { ContainerdHealth } from "../containerd/health.js";
 import type { NetworkService } from "../network/network-service.js";
+import type { ImageService } from "../image/image-service.js";
 
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */
 export interface CriDeps {
   config: Config;
   containerd: ContainerdHealth;
   network: NetworkService;
+  images: ImageService;
 }

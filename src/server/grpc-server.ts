@@ -29,6 +29,11 @@ export class CriServer {
     this.server.addService(binding.definition, binding.implementation);
   }
 
+  /** Fails when a live server holds the socket; removes a stale one. */
+  async checkSocket(): Promise<void> {
+    await prepareSocketPath(this.path);
+  }
+
   async listen(): Promise<void> {
     await prepareSocketPath(this.path);
     // The umask makes the socket 0660 from its first moment; the chmod makes it so whatever

@@ -21,6 +21,8 @@ export interface PodshimOptions {
 export interface PodshimHandle {
   socket: string;
   dir: string;
+  /** The containerd namespace this instance keeps its objects in. */
+  namespace: string;
   process: ChildProcess;
   /** Everything podshim printed (JSON log lines). */
   output(): string;
@@ -34,7 +36,7 @@ export function podshimArgs(dir: string, opts: PodshimOptions): string[] {
   return [
     "--listen", join(dir, "podshim.sock"),
     "--containerd", opts.containerdSocket,
-    "--namespace", `t-${dir.slice(-6).replace(/[^A-Za-z0-9]/g, "x")}`,
+    "--namespace", namespaceFor(dir),
     "--root", join(dir, "root"),
     "--state", join(dir, "state"),
     "--cni-conf-dir", opts.cniConfDir ?? join(dir, "net.d"),
@@ -43,6 +45,10 @@ export function podshimArgs(dir: string, opts: PodshimOptions): string[] {
     "--log-level", "debug",
     ...(opts.extraArgs ?? []),
   ];
+}
+
+export function namespaceFor(dir: string): string {
+  return `t-${dir.slice(-6).replace(/[^A-Za-z0-9]/g, "x")}`;
 }
 
 /** Runs `podshim args...` to completion (for flag and start-up failures). */
@@ -85,6 +91,7 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
   const handle: PodshimHandle = {
     socket,
     dir,
+    namespace: namespaceFor(dir),
     process: child,
     output: () => out,
     cri,

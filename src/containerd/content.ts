@@ -1,0 +1,134 @@
+import { ContentService, WriteAction, type Info, type WriteContentRequest, type WriteContentResponse } from "../gen/containerd/services/content/v1/content.js";
+import { isAlreadyExists, isNotFound } from "../errors/errors.js";
+import type { CallOptions, ContainerdClient } from "./client.js";
+
+// containerd's content service takes writes in messages; 1 MiB keeps each well under the
+// gRPC message limit while keeping per-message overhead negligible.
+const CHUNK = 1024 * 1024;
+
+export interface BlobRef {
+  digest: string;
+  size: number;
+}
+
+/** Produces the bytes of a blob from `offset` on (a resumed write starts past 0). */
+export type BlobSource = (offset: number) => Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>;
+
+/** containerd's content store: blobs by digest, verified by containerd when committed. */
+export class ContentStore {
+  constructor(private readonly client: ContainerdClient) {}
+
+  async info(digest: string, opts: CallOptions = {}): Promise<Info | undefined> {
+    try {
+      return (await this.client.call(ContentService.info, { digest }, opts)).info;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async read(digest: string, opts: CallOptions = {}): Promise<Buffer> {
+    const stream = this.client.serverStream(ContentService.read, { digest, offset: 0n, size: 0n }, opts);
+    const parts: Buffer[] = [];
+    try {
+      for await (const msg of stream) parts.push((msg as { data: Buffer }).data);
+    } catch (err) {
+      throw this.client.streamError(ContentService.read, err);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Replaces the given labels (others stay). */
+  async setLabels(digest: string, labels: Record<string, string>, opts: CallOptions = {}): Promise<void> {
+    await this.client.call(ContentService.update, {
+      info: { digest, size: 0n, createdAt: undefined, updatedAt: undefined, labels },
+      updateMask: Object.keys(labels).map((k) => `labels.${k}`),
+    }, opts);
+  }
+
+  async delete(digest: string, opts: CallOptions = {}): Promise<void> {
+    try {
+      await this.client.call(ContentService.delete, { digest }, opts);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async abort(ref: string, opts: CallOptions = {}): Promise<void> {
+    try {
+      await this.client.call(ContentService.abort, { ref }, opts);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /**
+   * Writes a blob under an ingest ref and commits it with its expected digest and size, so
+   * containerd refuses anything that is not exactly the blob. A ref that already holds part of
+   * the blob (an interrupted earlier attempt) resumes where it stopped. Content that already
+   * exists counts as written. On failure the partial ingest is aborted.
+   * Returns the number of bytes this call transferred.
+   */
+  async write(ref: string, blob: BlobRef, source: BlobSource, labels: Record<string, string>, opts: CallOptions = {}): Promise<number> {
+    const stream = this.client.duplex(ContentService.write, opts);
+    // The first error of the stream, so a send waiting for 'drain' fails instead of hanging.
+    let failed: unknown;
+    const failures = new Set<(err: unknown) => void>();
+    stream.on("error", (err) => {
+      failed ??= err;
+      for (const f of failures) f(err);
+    });
+    const responses = stream[Symbol.asyncIterator]() as AsyncIterator<WriteContentResponse>;
+    const send = (req: Partial<WriteContentRequest>) =>
+      new Promise<void>((resolve, reject) => {
+        if (failed !== undefined) return reject(failed);
+        const full: WriteContentRequest = { action: WriteAction.STAT, ref, total: 0n, expected: "", offset: 0n, data: Buffer.alloc(0), labels: {}, ...req };
+        if (stream.write(full)) return resolve();
+        const onFail = (err: unknown) => {
+          stream.off("drain", onDrain);
+          reject(err);
+        };
+        const onDrain = () => {
+          failures.delete(onFail);
+          resolve();
+        };
+        failures.add(onFail);
+        stream.once("drain", onDrain);
+      });
+    let sent = 0;
+    try {
+      await send({ action: WriteAction.STAT, total: BigInt(blob.size), expected: blob.digest });
+      const stat = await responses.next();
+      if (stat.done) throw new Error("containerd closed the content write before answering");
+      let offset = Number(stat.value.offset);
+      if (offset > blob.size) offset = 0;
+
+      // Every request is answered; read the answers as they come so nothing piles up.
+      const drainAnswers = (async () => {
+        for (;;) if ((await responses.next()).done) return;
+      })();
+      drainAnswers.catch(() => undefined);
+
+      if (offset < blob.size) {
+        for await (const piece of await source(offset)) {
+          for (let at = 0; at < piece.length; at += CHUNK) {
+            const data = Buffer.from(piece.buffer, piece.byteOffset + at, Math.min(CHUNK, piece.length - at));
+            await send({ action: WriteAction.WRITE, offset: BigInt(offset), data });
+            offset += data.length;
+            sent += data.length;
+          }
+        }
+      }
+      await send({ action: WriteAction.COMMIT, offset: BigInt(offset), total: BigInt(blob.size), expected: blob.digest, labels });
+      stream.end();
+      await drainAnswers;
+      return sent;
+    } catch (err) {
+      stream.cancel();
+      const typed = this.client.streamError(ContentService.write, err);
+      if (isAlreadyExists(typed)) return sent;
+      await this.abort(ref, { ...opts, signal: undefined }).catch(() => undefined);
+      throw typed;
+    }
+  }
+}

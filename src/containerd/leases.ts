@@ -1,0 +1,32 @@
+import { randomBytes } from "node:crypto";
+import { LeasesService } from "../gen/containerd/services/leases/v1/leases.js";
+import { messageOf } from "../errors/errors.js";
+import type { Logger } from "../log/logger.js";
+import type { ContainerdClient } from "./client.js";
+
+// containerd's garbage collector deletes a lease by itself after this time, so a podshim that
+// dies mid-pull does not pin half-downloaded content forever.
+const EXPIRE_LABEL = "containerd.io/gc.expire";
+
+/**
+ * Runs `work` under a fresh lease: everything it writes into content and snapshots survives
+ * garbage collection until the lease goes. The lease is deleted afterwards either way, with a
+ * synchronous collection, so a failed pull leaves nothing that no image refers to.
+ */
+export async function withLease<T>(client: ContainerdClient, logger: Logger, purpose: string, expireMs: number, work: (lease: string) => Promise<T>): Promise<T> {
+  const id = `podshim-${purpose}-${randomBytes(6).toString("hex")}`;
+  await client.call(LeasesService.create, {
+    id,
+    labels: { [EXPIRE_LABEL]: new Date(Date.now() + expireMs).toISOString() },
+  });
+  try {
+    return await work(id);
+  } finally {
+    try {
+      await client.call(LeasesService.delete, { id, sync: true }, { timeoutMs: 120_000 });
+    } catch (err) {
+      // It expires by itself; say so instead of failing the caller's work.
+      logger.warn({ lease: id, err: messageOf(err) }, "could not delete lease; containerd will expire it");
+    }
+  }
+}

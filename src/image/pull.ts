@@ -1,0 +1,215 @@
+import type { Readable } from "node:stream";
+import type { ContainerdClient } from "../containerd/client.js";
+import type { ContentStore } from "../containerd/content.js";
+import { withLease } from "../containerd/leases.js";
+import { LeasesService } from "../gen/containerd/services/leases/v1/leases.js";
+import type { Snapshots } from "../containerd/snapshots.js";
+import { ErrorKind, isKind, messageOf } from "../errors/errors.js";
+import type { Logger } from "../log/logger.js";
+import type { RegistryCredentials } from "../registry/auth.js";
+import type { RegistryClient, RegistrySource } from "../registry/client.js";
+import { checkLayerTypes, documentMediaType, isIndex, parseConfig, parseIndex, parseManifest, selectManifest, type ImageConfig } from "./manifest.js";
+import { refName, refString, type ImageRef } from "./reference.js";
+import { hostPlatform, type Descriptor, type Platform } from "./types.js";
+import { unpackLayers } from "./unpack.js";
+import type { BuiltinImage } from "./builtin-pause.js";
+
+/** What a pull leaves in containerd: content and snapshots, ready for image records. */
+export interface PulledImage {
+  ref: ImageRef;
+  target: Descriptor;
+  manifest: Descriptor;
+  layers: Descriptor[];
+  config: ImageConfig;
+  configDescriptor: Descriptor;
+  chainId: string;
+  size: number;
+}
+
+export interface PullerOptions {
+  client: ContainerdClient;
+  content: ContentStore;
+  snapshots: Snapshots;
+  registry: RegistryClient;
+  logger: Logger;
+  /** Layers fetched at once. */
+  concurrency?: number;
+  platform?: Platform;
+}
+
+// Labels containerd's garbage collector follows from content to content and snapshots,
+// and the one its unpacker reads for a layer's uncompressed digest.
+export const GcLabel = {
+  contentRef: (kind: string) => `containerd.io/gc.ref.content.${kind}`,
+  snapshotRef: (snapshotter: string) => `containerd.io/gc.ref.snapshot.${snapshotter}`,
+  uncompressed: "containerd.io/uncompressed",
+  distributionSource: (host: string) => `containerd.io/distribution.source.${host}`,
+} as const;
+
+const LEASE_EXPIRY_MS = 24 * 3600 * 1000;
+const PROGRESS_EVERY_MS = 10_000;
+const BLOB_ATTEMPTS = 3;
+
+/**
+ * Pulls an image straight into containerd: resolve, fetch manifests and config (verified),
+ * stream layers into the content store (containerd checks digest and size at commit), unpack
+ * onto the snapshotter, all under one lease so a failed pull leaves nothing behind.
+ */
+export class Puller {
+  private readonly concurrency: number;
+  private readonly platform: Platform;
+
+  constructor(private readonly opts: PullerOptions) {
+    this.concurrency = opts.concurrency ?? 3;
+    this.platform = opts.platform ?? hostPlatform();
+  }
+
+  /** `register` runs inside the lease, so the records exist before the lease lets go. */
+  async pull<T>(ref: ImageRef, creds: RegistryCredentials | undefined, register: (img: PulledImage) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const { client, logger } = this.opts;
+    const name = refString(ref);
+    const log = logger.child({ image: name });
+    const started = Date.now();
+    return withLease(client, log, "pull", LEASE_EXPIRY_MS, async (lease) => {
+      const call = { lease, ...(signal ? { signal } : {}) };
+      const { descriptor: target, source } = await this.opts.registry.resolve(ref, creds, signal);
+      const host = source.host.url.host;
+      const sourceLabel = { [GcLabel.distributionSource(host)]: refName(ref).slice(refName(ref).indexOf("/") + 1) };
+
+      let manifestDesc = target;
+      let targetBytes = await this.opts.registry.fetchBytes(source, target, signal);
+      const targetType = documentMediaType(targetBytes, target.mediaType);
+      let indexBytes: Buffer | undefined;
+      if (isIndex(targetType)) {
+        indexBytes = targetBytes;
+        manifestDesc = selectManifest(parseIndex(targetBytes, `index of ${name}`), this.platform, `image ${name}`);
+        targetBytes = await this.opts.registry.fetchBytes(source, manifestDesc, signal);
+      }
+      const manifest = parseManifest(targetBytes, `manifest of ${name}`);
+      checkLayerTypes(manifest, `manifest of ${name}`);
+      const configBytes = await this.opts.registry.fetchBytes(source, manifest.config, signal);
+      const config = parseConfig(configBytes, manifest.layers.length, `config of ${name}`);
+      const diffIds = config.rootfs.diff_ids;
+
+      const progress = { layers: 0, bytes: 0, total: manifest.layers.reduce((n, l) => n + l.size, 0) };
+      const ticker = setInterval(() => {
+        log.info({ layers: `${progress.layers}/${manifest.layers.length}`, bytes: progress.bytes, totalBytes: progress.total }, "pull in progress");
+      }, PROGRESS_EVERY_MS);
+      ticker.unref();
+      try {
+        await this.eachLimited(manifest.layers, async (layer, i) => {
+          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, signal, (n) => (progress.bytes += n));
+          progress.layers++;
+          if (sent > 0) log.debug({ layer: layer.digest, bytes: sent }, "layer downloaded");
+        });
+      } finally {
+        clearInterval(ticker);
+      }
+
+      const chainId = await unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, ...(signal ? { signal } : {}) });
+
+      // Parents after children, each naming what it keeps alive.
+      await this.putBytes(manifest.config, configBytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call);
+      const manifestLabels: Record<string, string> = { [GcLabel.contentRef("config")]: manifest.config.digest, ...sourceLabel };
+      manifest.layers.forEach((l, i) => (manifestLabels[GcLabel.contentRef(`l.${i}`)] = l.digest));
+      await this.putBytes(manifestDesc, targetBytes, manifestLabels, call);
+      if (indexBytes) {
+        await this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call);
+      }
+
+      const size = manifestDesc.size + manifest.config.size + progress.total;
+      const result = await register({ ref, target, manifest: manifestDesc, layers: manifest.layers, config, configDescriptor: manifest.config, chainId, size });
+      log.info({ ms: Date.now() - started, bytes: progress.bytes, layers: manifest.layers.length, id: manifest.config.digest }, "pulled");
+      return result;
+    });
+  }
+
+  /**
+   * Loads an image podshim built itself (no registry) the same way a pull does: content with
+   * the same labels, unpacked, registered while the lease holds.
+   */
+  async importImage<T>(ref: ImageRef, img: BuiltinImage, register: (img: PulledImage) => Promise<T>): Promise<T> {
+    const { client, snapshots } = this.opts;
+    return withLease(client, this.opts.logger, "import", LEASE_EXPIRY_MS, async (lease) => {
+      const call = { lease };
+      for (const layer of img.layers) {
+        await this.putBytes(layer.descriptor, layer.bytes, { [GcLabel.uncompressed]: layer.diffId }, call);
+      }
+      const layers = img.layers.map((l) => l.descriptor);
+      const diffIds = img.layers.map((l) => l.diffId);
+      const chainId = await unpackLayers(client, snapshots, layers, diffIds, call);
+      await this.putBytes(img.config.descriptor, img.config.bytes, { [GcLabel.snapshotRef(snapshots.snapshotter)]: chainId }, call);
+      const manifestLabels: Record<string, string> = { [GcLabel.contentRef("config")]: img.config.descriptor.digest };
+      layers.forEach((l, i) => (manifestLabels[GcLabel.contentRef(`l.${i}`)] = l.digest));
+      await this.putBytes(img.manifest.descriptor, img.manifest.bytes, manifestLabels, call);
+      const config = parseConfig(img.config.bytes, layers.length, "built-in image config");
+      const size = img.manifest.descriptor.size + img.config.descriptor.size + layers.reduce((n, l) => n + l.size, 0);
+      return register({ ref, target: img.manifest.descriptor, manifest: img.manifest.descriptor, layers, config, configDescriptor: img.config.descriptor, chainId, size });
+    });
+  }
+
+  /** Writes a small document we already hold (verified) into the content store. */
+  private async putBytes(desc: Descriptor, bytes: Buffer, labels: Record<string, string>, call: { lease: string; signal?: AbortSignal }): Promise<void> {
+    await this.holdOrWrite(desc, labels, call.lease, call.signal, () =>
+      this.opts.content.write(`podshim-${desc.digest}`, desc, async (offset) => [bytes.subarray(offset)], labels, call));
+  }
+
+  /** Streams a layer into the content store, resuming after a broken or stalled download. */
+  private async fetchBlob(source: RegistrySource, desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<number> {
+    return this.holdOrWrite(desc, labels, lease, signal, async () => {
+      let total = 0;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          total += await this.opts.content.write(`podshim-${desc.digest}`, desc, async (offset) => {
+            const body: Readable = await this.opts.registry.fetchBlob(source, desc, { offset, ...(signal ? { signal } : {}) });
+            return counting(body, onBytes);
+          }, labels, { lease, ...(signal ? { signal } : {}) });
+          return total;
+        } catch (err) {
+          const retriable = isKind(err, ErrorKind.Unavailable) || isKind(err, ErrorKind.DeadlineExceeded);
+          if (!retriable || attempt >= BLOB_ATTEMPTS || signal?.aborted) throw err;
+          this.opts.logger.warn({ blob: desc.digest, attempt, err: messageOf(err) }, "blob download failed; retrying");
+        }
+      }
+    });
+  }
+
+  /**
+   * Content already in the store is not fetched again; it is added to the lease so the
+   * garbage collector cannot take it before the image records point at it, and its labels
+   * are brought up to date.
+   */
+  private async holdOrWrite(desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, write: () => Promise<number>): Promise<number> {
+    const info = await this.opts.content.info(desc.digest);
+    if (info) {
+      await this.opts.client.call(LeasesService.addResource, { id: lease, resource: { id: desc.digest, type: "content" } });
+      await this.opts.content.setLabels(desc.digest, labels, { lease, ...(signal ? { signal } : {}) });
+      return 0;
+    }
+    return write();
+  }
+
+  private async eachLimited<T>(items: readonly T[], fn: (item: T, i: number) => Promise<void>): Promise<void> {
+    let next = 0;
+    let failed: unknown;
+    const worker = async () => {
+      while (failed === undefined && next < items.length) {
+        const i = next++;
+        try {
+          await fn(items[i]!, i);
+        } catch (err) {
+          failed ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, items.length) }, worker));
+    if (failed !== undefined) throw failed;
+  }
+}
+
+async function* counting(body: Readable, onBytes: (n: number) => void): AsyncIterable<Uint8Array> {
+  for await (const chunk of body) {
+    onBytes((chunk as Buffer).length);
+    yield chunk as Buffer;
+  }
+}

@@ -4,7 +4,7 @@ import type { CallOptions, ContainerdClient } from "./client.js";
 
 // containerd's content service takes writes in messages; 1 MiB keeps each well under the
 // gRPC message limit while keeping per-message overhead negligible.
-const CHUNK = 1024 * 1024;
+const CHUNK = 4 * 1024 * 1024;
 
 export interface BlobRef {
   digest: string;
@@ -110,14 +110,29 @@ export class ContentStore {
       drainAnswers.catch(() => undefined);
 
       if (offset < blob.size) {
+        // Sources deliver small pieces (an HTTP body comes in ~64 KiB); containerd answers
+        // every message, so gather them into CHUNK-sized writes.
+        let pending: Uint8Array[] = [];
+        let pendingBytes = 0;
+        const flush = async () => {
+          if (pendingBytes === 0) return;
+          const data = pending.length === 1 ? Buffer.from(pending[0]!) : Buffer.concat(pending, pendingBytes);
+          pending = [];
+          pendingBytes = 0;
+          await send({ action: WriteAction.WRITE, offset: BigInt(offset), data });
+          offset += data.length;
+          sent += data.length;
+        };
         for await (const piece of await source(offset)) {
-          for (let at = 0; at < piece.length; at += CHUNK) {
-            const data = Buffer.from(piece.buffer, piece.byteOffset + at, Math.min(CHUNK, piece.length - at));
-            await send({ action: WriteAction.WRITE, offset: BigInt(offset), data });
-            offset += data.length;
-            sent += data.length;
+          for (let at = 0; at < piece.length; ) {
+            const take = Math.min(CHUNK - pendingBytes, piece.length - at);
+            pending.push(piece.subarray(at, at + take));
+            pendingBytes += take;
+            at += take;
+            if (pendingBytes >= CHUNK) await flush();
           }
         }
+        await flush();
       }
       await send({ action: WriteAction.COMMIT, offset: BigInt(offset), total: BigInt(blob.size), expected: blob.digest, labels });
       stream.end();

@@ -4,7 +4,7 @@ import type { ContentStore } from "../containerd/content.js";
 import { withLease } from "../containerd/leases.js";
 import { LeasesService } from "../gen/containerd/services/leases/v1/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
-import { ErrorKind, isKind, messageOf } from "../errors/errors.js";
+import { CanceledError, ErrorKind, isKind, messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import type { RegistryCredentials } from "../registry/auth.js";
 import type { RegistryClient, RegistrySource } from "../registry/client.js";
@@ -12,6 +12,7 @@ import { checkLayerTypes, documentMediaType, isIndex, parseConfig, parseIndex, p
 import { refName, refString, type ImageRef } from "./reference.js";
 import { hostPlatform, type Descriptor, type Platform } from "./types.js";
 import { unpackLayers } from "./unpack.js";
+import { deferred } from "../util/deferred.js";
 import type { BuiltinImage } from "./builtin-pause.js";
 
 /** What a pull leaves in containerd: content and snapshots, ready for image records. */
@@ -96,17 +97,29 @@ export class Puller {
         log.info({ layers: `${progress.layers}/${manifest.layers.length}`, bytes: progress.bytes, totalBytes: progress.total }, "pull in progress");
       }, PROGRESS_EVERY_MS);
       ticker.unref();
+      // The first failure stops the other downloads; the caller's cancellation does too.
+      const stop = new AbortController();
+      const onAbort = () => stop.abort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      let chainId: string;
       try {
-        await this.eachLimited(manifest.layers, async (layer, i) => {
-          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, signal, (n) => (progress.bytes += n));
+        // Layers download a few at a time while they are unpacked in order behind them, the way
+        // containerd's own client overlaps the network and the disk.
+        const downloads = this.eachLimited(manifest.layers, stop, async (layer, i) => {
+          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, stop.signal, (n) => (progress.bytes += n));
           progress.layers++;
           if (sent > 0) log.debug({ layer: layer.digest, bytes: sent }, "layer downloaded");
         });
+        downloads.all.catch(() => stop.abort());
+        chainId = await unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, signal: stop.signal, available: (i) => downloads.each[i]! });
+        await downloads.all;
+      } catch (err) {
+        stop.abort();
+        throw err;
       } finally {
         clearInterval(ticker);
+        signal?.removeEventListener("abort", onAbort);
       }
-
-      const chainId = await unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, ...(signal ? { signal } : {}) });
 
       // Parents after children, each naming what it keeps alive.
       await this.putBytes(manifest.config, configBytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call);
@@ -189,21 +202,34 @@ export class Puller {
     return write();
   }
 
-  private async eachLimited<T>(items: readonly T[], fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  /**
+   * Runs fn over items, `concurrency` at a time, in order. `each[i]` settles when item i is
+   * done; `all` when every item is, rejecting with the first failure. An aborted `stop`
+   * keeps items that have not started from starting.
+   */
+  private eachLimited<T>(items: readonly T[], stop: AbortController, fn: (item: T, i: number) => Promise<void>): { each: Promise<void>[]; all: Promise<void> } {
+    const gates = items.map(() => deferred<void>());
+    for (const g of gates) g.promise.catch(() => undefined);
     let next = 0;
-    let failed: unknown;
     const worker = async () => {
-      while (failed === undefined && next < items.length) {
+      while (next < items.length) {
         const i = next++;
+        if (stop.signal.aborted) {
+          gates[i]!.reject(new CanceledError("pull stopped"));
+          continue;
+        }
         try {
           await fn(items[i]!, i);
+          gates[i]!.resolve();
         } catch (err) {
-          failed ??= err;
+          gates[i]!.reject(err);
+          stop.abort();
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, items.length) }, worker));
-    if (failed !== undefined) throw failed;
+    const workers = Array.from({ length: Math.min(this.concurrency, items.length) }, worker);
+    const each = gates.map((g) => g.promise);
+    return { each, all: Promise.all(workers).then(() => Promise.all(each)).then(() => undefined) };
   }
 }
 

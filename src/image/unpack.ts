@@ -21,6 +21,8 @@ export function chainIds(diffIds: readonly string[]): string[] {
 export interface UnpackOptions {
   lease: string;
   signal?: AbortSignal;
+  /** Resolves when layer i's blob is in the content store, so unpacking can follow downloads. */
+  available?: (i: number) => Promise<void>;
 }
 
 /**
@@ -34,6 +36,7 @@ export async function unpackLayers(client: ContainerdClient, snapshots: Snapshot
   const call = { lease: opts.lease, ...(opts.signal ? { signal: opts.signal } : {}) };
   for (const [i, layer] of layers.entries()) {
     const name = chain[i]!;
+    await opts.available?.(i);
     if (await snapshots.stat(name, call)) continue;
     const key = `extract-${randomBytes(6).toString("hex")}-${name}`;
     const parent = i === 0 ? "" : chain[i - 1]!;

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseToml } from "smol-toml";
 import { ConfigError, OPTIONS, defaultConfig, type Config, type OptionSpec } from "./options.js";
+import { parseRuntimes } from "./runtimes.js";
 
 export const DEFAULT_CONFIG_FILE = "/etc/podshim/config.toml";
 
@@ -59,6 +60,10 @@ export function applyToml(config: Config, text: string, file: string): Config {
   }
   const next: Record<string, unknown> = { ...config };
   for (const [key, raw] of Object.entries(doc)) {
+    if (key === "runtimes") {
+      next.runtimes = parseRuntimes(raw, file);
+      continue;
+    }
     const opt = byToml.get(key);
     if (!opt) throw new ConfigError(`${file}: unknown key "${key}"`);
     next[opt.key] = opt.parse(raw, `${file}: ${key}`);

@@ -1,4 +1,5 @@
 import { isAbsolute } from "node:path";
+import { defaultRuntimes, type RuntimeHandlerConfig } from "./runtimes.js";
 
 // Every setting podshim has, once: its flag, its TOML key, its default, how a value is
 // checked, and the line `podshim --help` prints. Flags and TOML keys are an interface
@@ -18,6 +19,8 @@ export interface Config {
   restrictOomScoreAdj: boolean;
   cgroupDriver: CgroupDriver;
   logLevel: LogLevel;
+  /** RuntimeClass handlers by name; "" is the default. TOML only ([runtimes.<name>]). */
+  runtimes: Record<string, RuntimeHandlerConfig>;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -154,5 +157,6 @@ export const OPTIONS = [
 export function defaultConfig(): Config {
   const out: Partial<Record<keyof Config, unknown>> = {};
   for (const o of OPTIONS as readonly OptionSpec[]) out[o.key] = o.parse(o.defaultText, `default of --${o.flag}`);
+  out.runtimes = defaultRuntimes();
   return out as Config;
 }

@@ -22,6 +22,10 @@ describe("defaults", () => {
       restrictOomScoreAdj: false,
       cgroupDriver: "cgroupfs",
       logLevel: "info",
+      runtimes: {
+        "": { runtimeType: "io.containerd.runc.v2", options: {} },
+        runc: { runtimeType: "io.containerd.runc.v2", options: {} },
+      },
     });
   });
 
@@ -100,6 +104,28 @@ describe("TOML file", () => {
     expect(() => applyToml(base, 'nmespace = "x"', "/etc/p.toml")).toThrow('/etc/p.toml: unknown key "nmespace"');
     expect(() => applyToml(base, "restrict_oom_score_adj = 3", "/etc/p.toml")).toThrow("/etc/p.toml: restrict_oom_score_adj must be true or false");
     expect(() => applyToml(base, "listen = ", "/etc/p.toml")).toThrow("/etc/p.toml: not valid TOML");
+  });
+
+  it("reads runtime handlers from [runtimes.<name>] tables", () => {
+    const c = applyToml(defaultConfig(), [
+      "[runtimes.crun]",
+      'runtime_type = "io.containerd.runc.v2"',
+      "[runtimes.crun.options]",
+      'BinaryName = "/usr/bin/crun"',
+      "SystemdCgroup = false",
+    ].join("\n"), "/etc/p.toml");
+    expect(c.runtimes.crun).toEqual({ runtimeType: "io.containerd.runc.v2", options: { binaryName: "/usr/bin/crun", systemdCgroup: false } });
+    expect(c.runtimes[""]).toBeDefined();
+  });
+
+  it.each([
+    ['[runtimes.Bad_Name]\nruntime_type = "io.containerd.runc.v2"', "a handler name must be a DNS label"],
+    ['[runtimes.x]\nruntime_type = "runc"', "runtime_type must name a containerd shim"],
+    ['[runtimes.x.options]\nBinaryNme = "/bin/x"', 'unknown option "BinaryNme"'],
+    ["[runtimes.x.options]\nSystemdCgroup = 1", "SystemdCgroup must be true or false"],
+    ['[runtimes.x]\nshim = "y"', 'unknown key "shim"'],
+  ])("refuses a bad runtime table %#", (text, message) => {
+    expect(() => applyToml(defaultConfig(), text, "/etc/p.toml")).toThrow(message);
   });
 
   it("a named file that is missing is an error; the default file may be absent", async () => {

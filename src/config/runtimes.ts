@@ -1,0 +1,61 @@
+import { ConfigError } from "./options.js";
+
+/** A RuntimeClass handler: which containerd runtime runs a pod, with which runc options. */
+export interface RuntimeHandlerConfig {
+  runtimeType: string;
+  options: {
+    binaryName?: string;
+    root?: string;
+    systemdCgroup?: boolean;
+    noPivotRoot?: boolean;
+  };
+}
+
+export const DEFAULT_RUNTIME_TYPE = "io.containerd.runc.v2";
+
+/** The empty handler (and "runc", as containerd names its default) run runc through the v2 shim. */
+export function defaultRuntimes(): Record<string, RuntimeHandlerConfig> {
+  return { "": { runtimeType: DEFAULT_RUNTIME_TYPE, options: {} }, runc: { runtimeType: DEFAULT_RUNTIME_TYPE, options: {} } };
+}
+
+// Keys as containerd's config spells them (BinaryName) and in TOML style (binary_name).
+const OPTION_KEYS: Record<string, keyof RuntimeHandlerConfig["options"]> = {
+  BinaryName: "binaryName", binary_name: "binaryName",
+  Root: "root", root: "root",
+  SystemdCgroup: "systemdCgroup", systemd_cgroup: "systemdCgroup",
+  NoPivotRoot: "noPivotRoot", no_pivot_root: "noPivotRoot",
+};
+
+const HANDLER_NAME = /^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/;
+
+/** Parses the `[runtimes.<name>]` tables of the TOML file. */
+export function parseRuntimes(raw: unknown, file: string): Record<string, RuntimeHandlerConfig> {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(`${file}: runtimes must be a table of [runtimes.<name>] tables`);
+  const out = defaultRuntimes();
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    const where = `${file}: runtimes.${name}`;
+    if (!HANDLER_NAME.test(name)) throw new ConfigError(`${where}: a handler name must be a DNS label (lowercase letters, digits, - and .)`);
+    if (typeof value !== "object" || value === null) throw new ConfigError(`${where} must be a table`);
+    const table = value as Record<string, unknown>;
+    const handler: RuntimeHandlerConfig = { runtimeType: DEFAULT_RUNTIME_TYPE, options: {} };
+    for (const [key, v] of Object.entries(table)) {
+      if (key === "runtime_type") {
+        if (typeof v !== "string" || !/^io\.containerd\.[a-z0-9.]+\.v\d+$/.test(v)) throw new ConfigError(`${where}.runtime_type must name a containerd shim like io.containerd.runc.v2`);
+        handler.runtimeType = v;
+      } else if (key === "options") {
+        if (typeof v !== "object" || v === null) throw new ConfigError(`${where}.options must be a table`);
+        for (const [ok, ov] of Object.entries(v as Record<string, unknown>)) {
+          const field = OPTION_KEYS[ok];
+          if (!field) throw new ConfigError(`${where}.options: unknown option "${ok}" (known: BinaryName, Root, SystemdCgroup, NoPivotRoot)`);
+          const isBool = field === "systemdCgroup" || field === "noPivotRoot";
+          if (isBool ? typeof ov !== "boolean" : typeof ov !== "string" || ov === "") throw new ConfigError(`${where}.options.${ok} must be ${isBool ? "true or false" : "a non-empty string"}`);
+          (handler.options as Record<string, unknown>)[field] = ov;
+        }
+      } else {
+        throw new ConfigError(`${where}: unknown key "${key}" (known: runtime_type, options)`);
+      }
+    }
+    out[name] = handler;
+  }
+  return out;
+}

@@ -1,0 +1,87 @@
+import { TasksService } from "../gen/containerd/services/tasks/v1/tasks.js";
+import { Status as TaskStatusCode, type Process } from "../gen/containerd/types/task/task.js";
+import type { Mount } from "../gen/containerd/types/mount.js";
+import type { Any } from "../gen/google/protobuf/any.js";
+import { isNotFound } from "../errors/errors.js";
+import type { CallOptions, ContainerdClient } from "./client.js";
+
+export { TaskStatusCode };
+export type { Process };
+
+export interface TaskIo {
+  stdin?: string;
+  stdout?: string;
+  stderr?: string;
+  terminal?: boolean;
+}
+
+export interface TaskExitInfo {
+  exitStatus: number;
+  /** Nanoseconds since the epoch. */
+  exitedAt: bigint;
+}
+
+function ns(ts: { seconds: bigint; nanos: number } | undefined): bigint {
+  return ts ? ts.seconds * 1_000_000_000n + BigInt(ts.nanos) : 0n;
+}
+
+/** containerd tasks: the running processes of containers, managed by their shims. */
+export class Tasks {
+  constructor(private readonly client: ContainerdClient) {}
+
+  async create(containerId: string, rootfs: Mount[], io: TaskIo = {}, options?: Any, opts: CallOptions = {}): Promise<number> {
+    const res = await this.client.call(TasksService.create, {
+      containerId, rootfs,
+      stdin: io.stdin ?? "", stdout: io.stdout ?? "", stderr: io.stderr ?? "", terminal: io.terminal ?? false,
+      checkpoint: undefined, options, runtimePath: "", taskApiAddress: "", taskApiVersion: 0,
+    }, { timeoutMs: 60_000, ...opts });
+    return res.pid;
+  }
+
+  async start(containerId: string, opts: CallOptions = {}): Promise<number> {
+    return (await this.client.call(TasksService.start, { containerId, execId: "" }, { timeoutMs: 60_000, ...opts })).pid;
+  }
+
+  async get(containerId: string, opts: CallOptions = {}): Promise<Process | undefined> {
+    try {
+      return (await this.client.call(TasksService.get, { containerId, execId: "" }, opts)).process;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async list(opts: CallOptions = {}): Promise<Process[]> {
+    return (await this.client.call(TasksService.list, { filter: "" }, opts)).tasks;
+  }
+
+  /** Signalling a task that is gone is not an error. */
+  async kill(containerId: string, signal: number, all = false, opts: CallOptions = {}): Promise<void> {
+    try {
+      await this.client.call(TasksService.kill, { containerId, execId: "", signal, all }, opts);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /** Resolves when the task exits (or at once if it has). Pass a timeout or a signal. */
+  async wait(containerId: string, opts: CallOptions = {}): Promise<TaskExitInfo> {
+    const res = await this.client.call(TasksService.wait, { containerId, execId: "" }, opts);
+    return { exitStatus: res.exitStatus, exitedAt: ns(res.exitedAt) };
+  }
+
+  /** Deletes a stopped task; a missing one is not an error. */
+  async delete(containerId: string, opts: CallOptions = {}): Promise<TaskExitInfo | undefined> {
+    try {
+      const res = await this.client.call(TasksService.delete, { containerId }, { timeoutMs: 60_000, ...opts });
+      return { exitStatus: res.exitStatus, exitedAt: ns(res.exitedAt) };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+}
+
+export function exitedAtNs(p: Process): bigint {
+  return ns(p.exitedAt);
+}

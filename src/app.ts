@@ -12,6 +12,7 @@ import { builtinPauseImage, findPauseBinary } from "./image/builtin-pause.js";
 import { hostPlatform } from "./image/types.js";
 import { RegistryClient } from "./registry/client.js";
 import { messageOf } from "./errors/errors.js";
+import { SandboxService } from "./sandbox/sandbox-service.js";
 import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js";
 import type { CriDeps } from "./cri/deps.js";
 import { ImageServiceService, RuntimeServiceService } from "./gen/cri/runtime/v1/api.js";
@@ -33,6 +34,7 @@ export class App {
   private readonly health: ContainerdHealth;
   private readonly network: NetworkService;
   private readonly images: ImageService;
+  private readonly sandboxes: SandboxService;
   private readonly registry: RegistryClient;
   private readonly server: CriServer;
 
@@ -58,7 +60,9 @@ export class App {
       },
     });
 
-    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images };
+    this.sandboxes = new SandboxService({ config, client: this.containerd, snapshots, images: this.images, network: this.network, logger: logger.child({ part: "sandboxes" }) });
+
+    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes };
     const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready };
     this.server.add({ definition: RuntimeServiceService, implementation: implementService(RuntimeServiceService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
     this.server.add({ definition: ImageServiceService, implementation: implementService(ImageServiceService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
@@ -70,6 +74,7 @@ export class App {
     await mkdir(this.config.root, { recursive: true, mode: 0o711 });
     await mkdir(this.config.state, { recursive: true, mode: 0o711 });
     await this.network.start();
+    this.network.watch();
     // State kept in containerd is read whenever containerd (re)appears: at start when it is
     // up, later when it comes up after podshim.
     this.health.onReady(() => this.whenContainerdReady());
@@ -85,7 +90,7 @@ export class App {
 
   private loaded: Promise<void> | undefined;
   private whenContainerdReady(): void {
-    this.loaded ??= this.images.load().then(
+    this.loaded ??= this.images.load().then(() => this.sandboxes.load()).then(
       () => {
         // The pause image is needed by the first pod; fetch it now, without holding up start-up.
         this.images.ensurePauseImage().then(
@@ -95,7 +100,7 @@ export class App {
       },
       (err) => {
         this.loaded = undefined;
-        this.logger.error({ err: messageOf(err) }, "could not load the image index from containerd; will retry when it reconnects");
+        this.logger.error({ err: messageOf(err) }, "could not load state from containerd; will retry when it reconnects");
       },
     );
   }
@@ -105,6 +110,8 @@ export class App {
     await this.server.stop(SHUTDOWN_GRACE_MS);
     this.ready = false;
     this.health.stop();
+    this.sandboxes.stop();
+    this.network.close();
     this.registry.close();
     this.containerd.close();
     this.logger.info("stopped");

@@ -2,6 +2,7 @@ import type { Config } from "../config/options.js";
 import type { ContainerdHealth } from "../containerd/health.js";
 import type { NetworkService } from "../network/network-service.js";
 import type { ImageService } from "../image/image-service.js";
+import type { SandboxService } from "../sandbox/sandbox-service.js";
 
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */
 export interface CriDeps {
@@ -9,4 +10,5 @@ export interface CriDeps {
   containerd: ContainerdHealth;
   network: NetworkService;
   images: ImageService;
+  sandboxes: SandboxService;
 }

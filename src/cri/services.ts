@@ -5,6 +5,11 @@ import { listImages } from "./image-list.js";
 import { pullImage } from "./image-pull.js";
 import { removeImage } from "./image-remove.js";
 import { imageStatus } from "./image-status.js";
+import { listPodSandbox } from "./sandbox-list.js";
+import { removePodSandbox } from "./sandbox-remove.js";
+import { runPodSandbox } from "./sandbox-run.js";
+import { podSandboxStatus } from "./sandbox-status.js";
+import { stopPodSandbox } from "./sandbox-stop.js";
 import { runtimeConfig } from "./runtime-config.js";
 import { status } from "./status.js";
 import { updateRuntimeConfig } from "./update-runtime-config.js";
@@ -18,6 +23,11 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       Status: status(deps),
       RuntimeConfig: runtimeConfig(deps),
       UpdateRuntimeConfig: updateRuntimeConfig(deps),
+      RunPodSandbox: runPodSandbox(deps),
+      StopPodSandbox: stopPodSandbox(deps),
+      RemovePodSandbox: removePodSandbox(deps),
+      PodSandboxStatus: podSandboxStatus(deps),
+      ListPodSandbox: listPodSandbox(deps),
     },
   };
 }

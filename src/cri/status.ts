@@ -31,8 +31,8 @@ export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
         ],
       },
       info,
-      // The empty name is the default handler; runtime classes come with the sandbox work.
-      runtimeHandlers: [{ name: "", features: { recursiveReadOnlyMounts: false, userNamespaces: false } }],
+      // The empty name is the default handler, then every configured runtime class.
+      runtimeHandlers: deps.sandboxes.runtimeHandlers().map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
       features: { supplementalGroupsPolicy: false },
     });
   };

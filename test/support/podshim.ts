@@ -16,6 +16,8 @@ export interface PodshimOptions {
   extraArgs?: string[];
   /** Reuse this instance dir (a restart of the same node) instead of a new one. */
   dir?: string;
+  /** A TOML config file; none by default (never the machine's /etc/podshim/config.toml). */
+  configFile?: string;
 }
 
 export interface PodshimHandle {
@@ -43,6 +45,7 @@ export function podshimArgs(dir: string, opts: PodshimOptions): string[] {
     "--registry-config-dir", join(dir, "certs.d"),
     "--restrict-oom-score-adj",
     "--log-level", "debug",
+    "--config", opts.configFile ?? "/dev/null",
     ...(opts.extraArgs ?? []),
   ];
 }

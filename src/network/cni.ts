@@ -6,7 +6,7 @@ import { FailedPreconditionError, InternalError, InvalidArgumentError } from "..
 import type { Logger } from "../log/logger.js";
 import type { CniBandwidth } from "./bandwidth.js";
 import { findPlugin, type CniNetwork } from "./cni-config.js";
-import { runProgram, withSbinPath } from "./exec.js";
+import { runProgram, withSbinPath } from "../util/exec.js";
 import { netnsExists } from "./netns.js";
 
 export interface CniPortMapping {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { lstat, statfs, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { AlreadyExistsError, InternalError, InvalidArgumentError } from "../errors/errors.js";
-import { runProgram, type ProgramResult } from "./exec.js";
+import { runProgram, type ProgramResult } from "../util/exec.js";
 
 /** Where `ip netns` pins namespaces: a bind mount of the namespace file per name. */
 export const NETNS_RUN_DIR = "/run/netns";

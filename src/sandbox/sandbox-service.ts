@@ -20,6 +20,7 @@ import { createNetns, deleteNetns, netnsNameFor } from "../network/netns.js";
 import type { NetworkService } from "../network/network-service.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
+import { mountTmpfs, unmountAndRemove } from "../util/mount.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
 import { renderHosts, renderResolvConf } from "./sandbox-files.js";
 import { nameKeyOf, SandboxState, SandboxStore, type SandboxRecord } from "./sandbox-store.js";
@@ -37,6 +38,7 @@ const METADATA_TYPE_URL = "podshim.io/SandboxMetadata/v1";
 const RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options";
 const SIGKILL = 9;
 const STOP_WAIT_MS = 10_000;
+const SHM_SIZE = "65536k";
 
 interface PersistedSandbox {
   id: string;
@@ -132,6 +134,21 @@ export class SandboxService {
     return join(this.opts.config.root, "sandboxes", id);
   }
 
+  /** Per-sandbox runtime state (gone at reboot, like the sandbox itself). */
+  private stateDir(id: string): string {
+    return join(this.opts.config.state, "sandboxes", id);
+  }
+
+  shmPath(id: string): string {
+    return join(this.stateDir(id), "shm");
+  }
+
+  /** Unmounts the pod's shm, then removes its runtime state dir. */
+  private async releaseStateDir(id: string): Promise<void> {
+    await unmountAndRemove(this.shmPath(id));
+    await rm(this.stateDir(id), { recursive: true, force: true });
+  }
+
   private onEvent(any: Any | undefined): void {
     if (!any || !any.typeUrl.endsWith("containerd.events.TaskExit")) return;
     const exit = TaskExit.decode(any.value);
@@ -199,7 +216,15 @@ export class SandboxService {
       cleanup.push("delete netns", () => deleteNetns(netnsPath));
     }
 
-    const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf") };
+    // One /dev/shm for the whole pod: a tmpfs the pause container and (later) every app
+    // container mount, unless the pod uses the host's IPC namespace.
+    let shm: string | undefined;
+    if (nsOpts?.ipc !== NamespaceMode.NODE) {
+      shm = this.shmPath(id);
+      await mountTmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
+      cleanup.push("unmount shm", () => this.releaseStateDir(id));
+    }
+    const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf"), ...(shm ? { shm } : {}) };
     const hostname = config.hostname || (hostNetwork ? (await readFile("/etc/hostname", "utf8").catch(() => "localhost")).trim() : config.metadata!.name);
     await writeFile(files.hostname, `${hostname}\n`, { mode: 0o644 });
     await writeFile(files.resolvConf, renderResolvConf(config.dnsConfig, await readFile("/etc/resolv.conf", "utf8").catch(() => "")), { mode: 0o644 });
@@ -267,6 +292,7 @@ export class SandboxService {
       await this.stopPause(rec.id);
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
+      await this.releaseStateDir(rec.id);
       if (rec.netnsPath) {
         await this.opts.network.tearDownPod(rec.id, rec.netnsPath);
         await deleteNetns(rec.netnsPath);
@@ -295,6 +321,7 @@ export class SandboxService {
       await this.containers.delete(found.id);
       await this.opts.snapshots.remove(found.id);
       await rm(found.dir, { recursive: true, force: true });
+      await this.releaseStateDir(found.id);
       this.store.delete(found.id);
     });
   }

@@ -188,7 +188,13 @@ describe("RunPodSandbox", () => {
     const i = await info(id);
     const ip = (await podStatus(id)).status.network.ip;
     expect(readdirSync(join(net.leaseDir, net.name))).toContain(ip);
+    // The pod's own /dev/shm is a tmpfs that the pause container holds.
+    const shm = join(podshim.dir, "state", "sandboxes", id, "shm");
+    expect(readFileSync("/proc/mounts", "utf8")).toContain(`tmpfs ${shm} tmpfs`);
+    const shmInPause = readFileSync(`/proc/${i.pid}/mountinfo`, "utf8").split("\n").find((l) => l.split(" ")[4] === "/dev/shm");
+    expect(shmInPause).toContain(" - tmpfs tmpfs ");
     await stopPod(id);
+    expect(readFileSync("/proc/mounts", "utf8")).not.toContain(shm);
     expect((await podStatus(id)).status.state).toBe("SANDBOX_NOTREADY");
     await stopPod(id); // idempotent
     expect(existsSync(i.netnsPath)).toBe(false);

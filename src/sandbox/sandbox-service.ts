@@ -289,12 +289,19 @@ export class SandboxService {
     await this.lock.run(found.id, async () => {
       const rec = this.store.get(found.id);
       if (!rec) return;
-      await this.stopPause(rec.id);
+      // The pinned netns outlives the pause process, so CNI DEL need not wait for it to die;
+      // the netns itself goes only after DEL (the bridge plugin finds its rules through it).
+      const steps = await Promise.allSettled([
+        this.stopPause(rec.id),
+        this.releaseStateDir(rec.id),
+        rec.netnsPath ? this.opts.network.tearDownPod(rec.id, rec.netnsPath) : undefined,
+      ]);
+      // Every step ran to its end; the kubelet retries a failed stop.
+      const failed = steps.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
-      await this.releaseStateDir(rec.id);
       if (rec.netnsPath) {
-        await this.opts.network.tearDownPod(rec.id, rec.netnsPath);
         await deleteNetns(rec.netnsPath);
         rec.netnsPath = "";
         await this.containers.setExtension(rec.id, METADATA_EXTENSION, persisted(rec));

@@ -16,6 +16,11 @@ export interface ContainerdOptions {
   logLevel?: string;
   /** How long to wait for the socket to answer. */
   startTimeoutMs?: number;
+  /**
+   * Enables containerd's own CRI plugin with this TOML under [plugins] (benchmarks compare
+   * podshim against it on the same daemon). Off unless given.
+   */
+  criPluginToml?: string;
 }
 
 export interface ContainerdHandle {
@@ -47,7 +52,8 @@ function tomlString(s: string): string {
   return JSON.stringify(s);
 }
 
-function configToml(dir: string, socket: string, logLevel: string): string {
+function configToml(dir: string, socket: string, logLevel: string, criPluginToml?: string): string {
+  const disabled = criPluginToml === undefined ? DISABLED_PLUGINS : DISABLED_PLUGINS.filter((p) => p !== "io.containerd.grpc.v1.cri");
   // Written by hand rather than derived from `containerd config default`: the default config
   // carries the CRI plugin's large section, which we disable anyway.
   return [
@@ -55,7 +61,7 @@ function configToml(dir: string, socket: string, logLevel: string): string {
     `root = ${tomlString(join(dir, "root"))}`,
     `state = ${tomlString(join(dir, "state"))}`,
     `temp = ${tomlString(join(dir, "tmp"))}`,
-    `disabled_plugins = [${DISABLED_PLUGINS.map(tomlString).join(", ")}]`,
+    `disabled_plugins = [${disabled.map(tomlString).join(", ")}]`,
     "oom_score = 0",
     "",
     "[grpc]",
@@ -77,6 +83,7 @@ function configToml(dir: string, socket: string, logLevel: string): string {
     '  [plugins."io.containerd.internal.v1.opt"]',
     `    path = ${tomlString(join(dir, "opt"))}`,
     "",
+    criPluginToml ?? "",
   ].join("\n");
 }
 
@@ -121,7 +128,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   const logPath = join(dir, "containerd.log");
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
   await mkdir(join(dir, "tmp"), { recursive: true });
-  await writeFile(configPath, configToml(dir, socket, opts.logLevel ?? "info"));
+  await writeFile(configPath, configToml(dir, socket, opts.logLevel ?? "info", opts.criPluginToml));
 
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();

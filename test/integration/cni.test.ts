@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/log/logger.js";
 import { CniPluginError, type CniResult } from "../../src/network/cni.js";
 import { cniEnv } from "../../src/network/cni.js";
-import { runProgram } from "../../src/network/exec.js";
+import { runProgram } from "../../src/util/exec.js";
 import { createNetns, deleteNetns, netnsExists, netnsNameFor, runInNetns } from "../../src/network/netns.js";
 import { NetworkService, type PodPortMapping } from "../../src/network/network-service.js";
 import { run, runOk, sleep } from "../bed/proc.js";

@@ -1,12 +1,11 @@
 import { ContainersService, type Container } from "../gen/containerd/services/containers/v1/containers.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import { isNotFound } from "../errors/errors.js";
+import { SPEC_TYPE_URL } from "../oci/spec-types.js";
 import type { CallOptions, ContainerdClient } from "./client.js";
 
 export type { Container };
 
-// How containerd recognises an OCI spec inside an Any.
-export const SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 
 export function jsonAny(typeUrl: string, value: unknown): Any {
   return { typeUrl, value: Buffer.from(JSON.stringify(value)) };

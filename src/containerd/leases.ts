@@ -10,10 +10,14 @@ const EXPIRE_LABEL = "containerd.io/gc.expire";
 
 /**
  * Runs `work` under a fresh lease: everything it writes into content and snapshots survives
- * garbage collection until the lease goes. The lease is deleted afterwards either way, with a
- * synchronous collection, so a failed pull leaves nothing that no image refers to.
+ * garbage collection until the lease goes. The lease is deleted afterwards either way, by
+ * default with a synchronous collection, so a failed pull leaves nothing that no image
+ * refers to.
  */
-export async function withLease<T>(client: ContainerdClient, logger: Logger, purpose: string, expireMs: number, work: (lease: string) => Promise<T>): Promise<T> {
+export async function withLease<T>(client: ContainerdClient, logger: Logger, purpose: string, expireMs: number, work: (lease: string) => Promise<T>, opts: { syncGc?: boolean } = {}): Promise<T> {
+  // A synchronous collection costs a full GC pass; only pulls need what they leave
+  // unreferenced gone by the time they return.
+  const sync = opts.syncGc ?? true;
   const id = `podshim-${purpose}-${randomBytes(6).toString("hex")}`;
   await client.call(LeasesService.create, {
     id,
@@ -23,7 +27,7 @@ export async function withLease<T>(client: ContainerdClient, logger: Logger, pur
     return await work(id);
   } finally {
     try {
-      await client.call(LeasesService.delete, { id, sync: true }, { timeoutMs: 120_000 });
+      await client.call(LeasesService.delete, { id, sync }, { timeoutMs: 120_000 });
     } catch (err) {
       // It expires by itself; say so instead of failing the caller's work.
       logger.warn({ lease: id, err: messageOf(err) }, "could not delete lease; containerd will expire it");

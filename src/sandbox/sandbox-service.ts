@@ -256,7 +256,7 @@ export class SandboxService {
         }, { lease });
         cleanup.push("delete container", () => this.containers.delete(id));
         return m;
-      });
+      }, { syncGc: false });
       await this.tasks.create(id, mounts);
       cleanup.push("delete task", async () => {
         await this.tasks.kill(id, SIGKILL, true);

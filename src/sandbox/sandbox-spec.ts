@@ -9,7 +9,7 @@
 // when the pod is privileged.
 import { InvalidArgumentError, UnimplementedError } from "../errors/errors.js";
 import type { Int64Value, PodSandboxConfig, SecurityProfile } from "../gen/cri/runtime/v1/api.js";
-import { NamespaceMode, SecurityProfile_ProfileType } from "../gen/cri/runtime/v1/api.js";
+import { NamespaceMode } from "../gen/cri/runtime/v1/api.js";
 import type { ImageConfig } from "../image/manifest.js";
 import {
   DEFAULT_DEVICE_RULES,
@@ -21,18 +21,16 @@ import {
   SANDBOX_CPU_SHARES,
   SANDBOX_OOM_SCORE_ADJ,
 } from "../oci/defaults.js";
+import { cgroupsPath, type CgroupDriver } from "../oci/cgroups.js";
+import { checkId } from "../oci/ids.js";
+import { profileFromPath, seccompFor } from "../oci/security-profile.js";
 import type { LinuxNamespace, LinuxSeccomp, Mount, Spec, User } from "../oci/spec-types.js";
 import { ContainerType, CriAnnotation, NamespaceType, OCI_VERSION } from "../oci/spec-types.js";
+import { checkSysctls } from "../oci/sysctl.js";
 import type { SandboxFilePaths } from "./sandbox-files.js";
 
-export const CgroupDriver = { Cgroupfs: "cgroupfs", Systemd: "systemd" } as const;
-export type CgroupDriver = (typeof CgroupDriver)[keyof typeof CgroupDriver];
-
-/** Used when the kubelet names no cgroup parent (crictl, critest). */
-export const DEFAULT_CGROUP_PARENT = "/podshim";
-export const DEFAULT_SYSTEMD_SLICE = "system.slice";
-/** The middle part of systemd cgroup paths: runc names the scope `<prefix>-<id>.scope`. */
-export const SYSTEMD_SCOPE_PREFIX = "cri-podshim";
+// Kept here too for the callers that found them here first.
+export { CgroupDriver, cgroupsPath, DEFAULT_CGROUP_PARENT, DEFAULT_SYSTEMD_SLICE, SYSTEMD_SCOPE_PREFIX } from "../oci/cgroups.js";
 
 export interface SandboxSpecInput {
   id: string;
@@ -69,8 +67,6 @@ export interface SandboxSpecInput {
   unprivilegedIcmp?: boolean;
 }
 
-/** The largest id the kubelet and containerd accept for a user or group. */
-const MAX_ID = 2 ** 31 - 1;
 const READONLY_BIND_OPTIONS = ["rbind", "ro", "nosuid", "nodev", "noexec"];
 
 export function buildSandboxSpec(input: SandboxSpecInput): Spec {
@@ -129,12 +125,6 @@ function processArgs(image: ImageConfig): string[] {
 // An entry without "=" unsets a variable, and there is nothing before the image's own to unset.
 function imageEnv(image: ImageConfig): string[] {
   return (image.config?.Env ?? []).filter((e) => e.includes("="));
-}
-
-function checkId(value: bigint | number, what: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > MAX_ID) throw new InvalidArgumentError(`${what} ${value} is out of range 0..${MAX_ID}`);
-  return n;
 }
 
 function parseImageUser(user: string): { uid: number; gid: number } {
@@ -203,38 +193,8 @@ function sandboxMounts(input: SandboxSpecInput, hostIpc: boolean, privileged: bo
   return mounts;
 }
 
-/** cgroupfs: a path under the parent. systemd: runc's "slice:prefix:name", which becomes the
- * scope <prefix>-<id>.scope in the parent's slice. */
-export function cgroupsPath(id: string, cgroupParent: string, driver: CgroupDriver): string {
-  if (driver === CgroupDriver.Systemd) {
-    const parent = cgroupParent.replace(/\/+$/, "");
-    const slice = parent === "" ? DEFAULT_SYSTEMD_SLICE : parent.slice(parent.lastIndexOf("/") + 1);
-    if (!slice.endsWith(".slice")) {
-      throw new InvalidArgumentError(`cgroup parent ${JSON.stringify(cgroupParent)} is not a systemd slice (the systemd cgroup driver is in use)`);
-    }
-    return `${slice}:${SYSTEMD_SCOPE_PREFIX}:${id}`;
-  }
-  const parent = (cgroupParent || DEFAULT_CGROUP_PARENT).replace(/\/+$/, "");
-  return `${parent.startsWith("/") ? "" : "/"}${parent}/${id}`;
-}
-
-// Which namespace a sysctl belongs to, by the kubelet's table: only these may be set per pod.
-function sysctlNamespace(key: string): "ipc" | "net" | undefined {
-  const k = key.replace(/\//g, ".");
-  if (k === "kernel.sem" || k.startsWith("kernel.shm") || k.startsWith("kernel.msg") || k.startsWith("fs.mqueue.")) return "ipc";
-  if (k.startsWith("net.")) return "net";
-  return undefined;
-}
-
 function sandboxSysctls(input: SandboxSpecInput, hostNetwork: boolean, hostIpc: boolean): Record<string, string> {
-  const requested = input.config.linux?.sysctls ?? {};
-  for (const key of Object.keys(requested)) {
-    const owner = sysctlNamespace(key);
-    // Set in a shared namespace, these would change the node for everyone.
-    if (owner === "net" && hostNetwork) throw new InvalidArgumentError(`sysctl ${key} is not allowed with host networking`);
-    if (owner === "ipc" && hostIpc) throw new InvalidArgumentError(`sysctl ${key} is not allowed with host IPC`);
-  }
-  const out: Record<string, string> = { ...requested };
+  const out = checkSysctls(input.config.linux?.sysctls ?? {}, { hostNetwork, hostIpc });
   if (!hostNetwork) {
     if (input.unprivilegedPorts && !("net.ipv4.ip_unprivileged_port_start" in out)) out["net.ipv4.ip_unprivileged_port_start"] = "0";
     if (input.unprivilegedIcmp && !("net.ipv4.ping_group_range" in out)) out["net.ipv4.ping_group_range"] = "0 2147483647";
@@ -245,36 +205,12 @@ function sandboxSysctls(input: SandboxSpecInput, hostNetwork: boolean, hostIpc: 
 /** The profile from the security context, else from the deprecated path string. */
 function seccompProfile(input: SandboxSpecInput): SecurityProfile | undefined {
   const security = input.config.linux?.securityContext;
-  if (security?.seccomp !== undefined) return security.seccomp;
-  const path = security?.seccompProfilePath ?? "";
-  if (path === "") return undefined;
-  if (path === "runtime/default" || path === "docker/default") return { profileType: SecurityProfile_ProfileType.RuntimeDefault, localhostRef: "" };
-  if (path === "unconfined") return { profileType: SecurityProfile_ProfileType.Unconfined, localhostRef: "" };
-  if (path.startsWith("localhost/")) return { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: path.slice("localhost/".length) };
-  throw new InvalidArgumentError(`invalid seccomp profile ${JSON.stringify(path)}`);
+  return security?.seccomp ?? profileFromPath(security?.seccompProfilePath ?? "", "seccomp");
 }
 
 function sandboxSeccomp(input: SandboxSpecInput, privileged: boolean): LinuxSeccomp | undefined {
   if (privileged) return undefined;
-  const profile = seccompProfile(input);
-  if (profile === undefined) return undefined;
-  if (profile.profileType !== SecurityProfile_ProfileType.Localhost && profile.localhostRef !== "") {
-    throw new InvalidArgumentError("seccomp localhostRef is only valid with profile type Localhost");
-  }
-  switch (profile.profileType) {
-    case SecurityProfile_ProfileType.Unconfined:
-      return undefined;
-    case SecurityProfile_ProfileType.RuntimeDefault:
-      return input.defaultSeccomp === undefined ? undefined : structuredClone(input.defaultSeccomp);
-    case SecurityProfile_ProfileType.Localhost: {
-      const ref = profile.localhostRef.replace(/^localhost\//, "");
-      const loaded = input.localhostSeccomp?.[ref];
-      if (loaded === undefined) throw new InvalidArgumentError(`seccomp profile ${JSON.stringify(ref)} is not loaded`);
-      return structuredClone(loaded);
-    }
-    default:
-      throw new InvalidArgumentError(`unknown seccomp profile type ${profile.profileType}`);
-  }
+  return seccompFor(seccompProfile(input), input);
 }
 
 // Go's path.Match, which containerd uses for pod_annotations: `*`, `?` and `[...]` (negated

@@ -26,7 +26,15 @@ const GROUP = [
   "unrelated:x:70000:nobody",
 ].join("\n");
 
-type Sc = Parameters<typeof LinuxContainerSecurityContext.fromPartial>[0];
+// What ts-proto's fromPartial accepts (its own DeepPartial is not exported).
+type DeepPartial<T> = T extends bigint
+  ? bigint
+  : T extends Array<infer U>
+    ? Array<DeepPartial<U>>
+    : T extends object
+      ? { [K in keyof T]?: DeepPartial<T[K]> }
+      : T;
+type Sc = DeepPartial<LinuxContainerSecurityContext>;
 const sc = (partial: Sc) => LinuxContainerSecurityContext.fromPartial(partial);
 const resolve = (security: Sc | undefined, extra: Partial<UserInput> = {}) =>
   resolveUser({ ...(security ? { security: sc(security) } : {}), passwd: PASSWD, group: GROUP, ...extra });

@@ -150,6 +150,8 @@ export class CriLineSplitter {
   // The line so far, as views on the chunks it came in (or a compact copy of them).
   private pending: Buffer[] = [];
   private pendingLen = 0;
+  private stamp: string | undefined;
+  private readonly heads = new Map<CriTag, Buffer>();
 
   constructor(
     readonly stream: CriStream,
@@ -167,6 +169,7 @@ export class CriLineSplitter {
   /** Feeds one chunk; returns the records it completed, in order (often none). */
   push(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
+    this.newRead();
     let pos = 0;
     while (pos < chunk.length) {
       const nl = chunk.indexOf(LF, pos);
@@ -175,6 +178,15 @@ export class CriLineSplitter {
         this.emitOversize(out, true);
         this.compact(chunk);
         break;
+      }
+      if (this.pendingLen === 0) {
+        // The common case, a whole line inside one read: straight from the chunk, no views.
+        const end = nl > pos && chunk[nl - 1] === CR ? nl - 1 : nl;
+        if (this.maxLineSize <= 0 || end - pos <= this.maxLineSize) {
+          out.push(this.recordFrom(chunk, pos, end));
+          pos = nl + 1;
+          continue;
+        }
       }
       this.append(chunk.subarray(pos, nl));
       // "\r\n" is one terminator, even when the "\r" came at the end of the previous chunk.
@@ -189,13 +201,51 @@ export class CriLineSplitter {
   /** End of stream: output left without a newline is a P record (as containerd writes it). */
   end(): Buffer[] {
     const out: Buffer[] = [];
+    this.newRead();
     this.emitOversize(out, false);
     if (this.pendingLen > 0) out.push(this.record(CriTag.partial, this.take(this.pendingLen)));
     return out;
   }
 
+  /**
+   * "<timestamp> <stream> <tag> " for this read. One timestamp per read: the lines in it
+   * arrived together, and taking the clock and formatting it once instead of per line is
+   * most of the cost of framing a chatty container's short lines.
+   */
+  private head(tag: CriTag): Buffer {
+    this.stamp ??= this.now();
+    let h = this.heads.get(tag);
+    if (!h) {
+      h = Buffer.from(`${this.stamp} ${this.stream} ${tag} `, "latin1");
+      this.heads.set(tag, h);
+    }
+    return h;
+  }
+
   private record(tag: CriTag, content: Buffer[]): Buffer {
-    return formatCriRecord(this.now(), this.stream, tag, content);
+    const h = this.head(tag);
+    let size = h.length + 1;
+    for (const p of content) size += p.length;
+    const out = Buffer.allocUnsafe(size);
+    let at = h.copy(out, 0);
+    for (const p of content) at += p.copy(out, at);
+    out[at] = LF;
+    return out;
+  }
+
+  /** An F record of chunk[start, end). */
+  private recordFrom(chunk: Buffer, start: number, end: number): Buffer {
+    const h = this.head(CriTag.full);
+    const out = Buffer.allocUnsafe(h.length + end - start + 1);
+    h.copy(out, 0);
+    chunk.copy(out, h.length, start, end);
+    out[out.length - 1] = LF;
+    return out;
+  }
+
+  private newRead(): void {
+    this.stamp = undefined;
+    this.heads.clear();
   }
 
   /**

@@ -9,7 +9,11 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
-          pool: "threads",
+          // Not "threads": a worker thread's Node environment records every fd fs.open returns
+          // and closes those numbers again when the worker exits. The FIFO tests hand such fds
+          // to net.Socket, which closes them itself, so at exit the worker closed whatever
+          // another worker (or vitest) had opened under those numbers since, and the run aborted.
+          pool: "forks",
         },
       },
       {

@@ -216,5 +216,8 @@ export interface Linux {
   seccomp?: LinuxSeccomp;
   maskedPaths: string[];
   readonlyPaths: string[];
+  /** Propagation of the root mount: "rslave" or "rshared" when a bind mount needs host mounts
+   * to reach it; runc's default (rprivate) otherwise. */
+  rootfsPropagation?: string;
   mountLabel?: string;
 }

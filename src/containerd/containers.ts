@@ -64,6 +64,14 @@ export class ContainerRecords {
     }, opts);
   }
 
+  /** Replaces the stored OCI spec (what a restarted task would run with). */
+  async setSpec(id: string, spec: unknown, opts: CallOptions = {}): Promise<void> {
+    await this.client.call(ContainersService.update, {
+      container: { id, labels: {}, image: "", runtime: undefined, spec: jsonAny(SPEC_TYPE_URL, spec), snapshotter: "", snapshotKey: "", createdAt: undefined, updatedAt: undefined, extensions: {}, sandbox: "" },
+      updateMask: ["spec"],
+    }, opts);
+  }
+
   /** Deleting what is not there is not an error. */
   async delete(id: string, opts: CallOptions = {}): Promise<void> {
     try {

@@ -14,6 +14,7 @@ export type EventHandler = (env: Envelope) => void;
  */
 export class EventMonitor {
   private stopped = false;
+  private started = false;
   private readonly controller = new AbortController();
 
   constructor(
@@ -24,7 +25,10 @@ export class EventMonitor {
     private readonly onResync: () => Promise<void>,
   ) {}
 
+  /** Starts the subscription once; later calls are no-ops. */
   start(): void {
+    if (this.started) return;
+    this.started = true;
     void this.loop();
   }
 

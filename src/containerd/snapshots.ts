@@ -26,6 +26,11 @@ export class Snapshots {
     return (await this.client.call(SnapshotsService.prepare, { snapshotter: this.snapshotter, key, parent, labels }, opts)).mounts;
   }
 
+  /** The mounts of an existing active snapshot (a task's rootfs). */
+  async mounts(key: string, opts: CallOptions = {}): Promise<Mount[]> {
+    return (await this.client.call(SnapshotsService.mounts, { snapshotter: this.snapshotter, key }, opts)).mounts;
+  }
+
   async commit(name: string, key: string, labels: Record<string, string>, opts: CallOptions = {}): Promise<void> {
     await this.client.call(SnapshotsService.commit, { snapshotter: this.snapshotter, name, key, labels, parent: "" }, opts);
   }

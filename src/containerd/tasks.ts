@@ -64,6 +64,11 @@ export class Tasks {
     }
   }
 
+  /** Applies new cgroup resources (an OCI LinuxResources in an Any) to a running task. */
+  async update(containerId: string, resources: Any, opts: CallOptions = {}): Promise<void> {
+    await this.client.call(TasksService.update, { containerId, resources, annotations: {} }, opts);
+  }
+
   /** Resolves when the task exits (or at once if it has). Pass a timeout or a signal. */
   async wait(containerId: string, opts: CallOptions = {}): Promise<TaskExitInfo> {
     const res = await this.client.call(TasksService.wait, { containerId, execId: "" }, opts);

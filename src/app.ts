@@ -13,6 +13,9 @@ import { hostPlatform } from "./image/types.js";
 import { RegistryClient } from "./registry/client.js";
 import { messageOf } from "./errors/errors.js";
 import { SandboxService } from "./sandbox/sandbox-service.js";
+import { ContainerService } from "./container/container-service.js";
+import { EventMonitor } from "./containerd/events.js";
+import type { Envelope } from "./gen/containerd/types/event.js";
 import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js";
 import type { CriDeps } from "./cri/deps.js";
 import { ImageServiceService, RuntimeServiceService } from "./gen/cri/runtime/v1/api.js";
@@ -35,6 +38,10 @@ export class App {
   private readonly network: NetworkService;
   private readonly images: ImageService;
   private readonly sandboxes: SandboxService;
+  private readonly containers: ContainerService;
+  private readonly events: EventMonitor;
+  /** Events that arrive while state is being loaded wait here, then run in order. */
+  private pendingEvents: Envelope[] | undefined = [];
   private readonly registry: RegistryClient;
   private readonly server: CriServer;
 
@@ -62,7 +69,14 @@ export class App {
 
     this.sandboxes = new SandboxService({ config, client: this.containerd, snapshots, images: this.images, network: this.network, logger: logger.child({ part: "sandboxes" }) });
 
-    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes };
+    this.containers = new ContainerService({ config, client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: logger.child({ part: "containers" }) });
+    // One subscription for the whole daemon: task exits end sandboxes and containers, OOM
+    // events name the reason.
+    this.events = new EventMonitor(this.containerd, logger.child({ part: "events" }), ["/tasks/exit", "/tasks/oom"], (env) => this.dispatch(env), async () => {
+      await Promise.all([this.sandboxes.resync(), this.containers.resync()]);
+    });
+
+    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers };
     const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready };
     this.server.add({ definition: RuntimeServiceService, implementation: implementService(RuntimeServiceService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
     this.server.add({ definition: ImageServiceService, implementation: implementService(ImageServiceService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
@@ -88,9 +102,34 @@ export class App {
     this.logger.info({ endpoint: `unix://${this.config.listen}`, version: RUNTIME_VERSION, containerd: this.config.containerd, namespace: this.config.namespace }, "podshim is serving CRI");
   }
 
+  private dispatch(env: Envelope): void {
+    if (this.pendingEvents) {
+      this.pendingEvents.push(env);
+      return;
+    }
+    this.sandboxes.handleEvent(env);
+    this.containers.handleEvent(env);
+  }
+
+  /**
+   * Loads state in containerd's order of things: subscribe first (events buffered), then
+   * images, sandboxes and containers, then replay what arrived meanwhile, so no exit that
+   * happened during recovery is lost.
+   */
+  private async loadState(): Promise<void> {
+    this.pendingEvents ??= [];
+    this.events.start();
+    await this.images.load();
+    await this.sandboxes.load();
+    await this.containers.load();
+    const pending = this.pendingEvents;
+    this.pendingEvents = undefined;
+    for (const env of pending) this.dispatch(env);
+  }
+
   private loaded: Promise<void> | undefined;
   private whenContainerdReady(): void {
-    this.loaded ??= this.images.load().then(() => this.sandboxes.load()).then(
+    this.loaded ??= this.loadState().then(
       () => {
         // The pause image is needed by the first pod; fetch it now, without holding up start-up.
         this.images.ensurePauseImage().then(
@@ -100,6 +139,8 @@ export class App {
       },
       (err) => {
         this.loaded = undefined;
+        // The next load reads all state afresh; what was buffered is stale.
+        this.pendingEvents = [];
         this.logger.error({ err: messageOf(err) }, "could not load state from containerd; will retry when it reconnects");
       },
     );
@@ -110,7 +151,8 @@ export class App {
     await this.server.stop(SHUTDOWN_GRACE_MS);
     this.ready = false;
     this.health.stop();
-    this.sandboxes.stop();
+    this.events.stop();
+    this.containers.stop();
     this.network.close();
     this.registry.close();
     this.containerd.close();

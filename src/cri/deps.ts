@@ -3,6 +3,7 @@ import type { ContainerdHealth } from "../containerd/health.js";
 import type { NetworkService } from "../network/network-service.js";
 import type { ImageService } from "../image/image-service.js";
 import type { SandboxService } from "../sandbox/sandbox-service.js";
+import type { ContainerService } from "../container/container-service.js";
 
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */
 export interface CriDeps {
@@ -11,4 +12,5 @@ export interface CriDeps {
   network: NetworkService;
   images: ImageService;
   sandboxes: SandboxService;
+  containers: ContainerService;
 }

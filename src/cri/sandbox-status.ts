@@ -5,6 +5,7 @@ import { InvalidArgumentError } from "../errors/errors.js";
 import type { UnaryRpc } from "../server/boundary.js";
 import type { CriDeps } from "./deps.js";
 import { toCriSandboxStatus } from "./sandbox-format.js";
+import { toCriContainerStatus } from "./container-format.js";
 
 export function podSandboxStatus(deps: CriDeps): UnaryRpc<PodSandboxStatusRequest, PodSandboxStatusResponse> {
   return async (req) => {
@@ -17,6 +18,6 @@ export function podSandboxStatus(deps: CriDeps): UnaryRpc<PodSandboxStatusReques
         config: PodSandboxConfig.toJSON(rec.config),
       });
     }
-    return PodSandboxStatusResponse.fromPartial({ status: toCriSandboxStatus(rec), info, containersStatuses: [], timestamp: BigInt(Date.now()) * 1_000_000n });
+    return PodSandboxStatusResponse.fromPartial({ status: toCriSandboxStatus(rec), info, containersStatuses: deps.containers.store.inSandbox(rec.id).map(toCriContainerStatus), timestamp: BigInt(Date.now()) * 1_000_000n });
   };
 }

@@ -14,6 +14,14 @@ import { runtimeConfig } from "./runtime-config.js";
 import { status } from "./status.js";
 import { updateRuntimeConfig } from "./update-runtime-config.js";
 import { version } from "./version.js";
+import { createContainer } from "./container-create.js";
+import { startContainer } from "./container-start.js";
+import { stopContainer } from "./container-stop.js";
+import { removeContainer } from "./container-remove.js";
+import { containerStatus } from "./container-status.js";
+import { listContainers } from "./container-list.js";
+import { updateContainerResources } from "./container-update-resources.js";
+import { reopenContainerLog } from "./container-reopen-log.js";
 
 /** RuntimeService handlers by RPC name. What is missing here answers UNIMPLEMENTED. */
 export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
@@ -28,6 +36,14 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       RemovePodSandbox: removePodSandbox(deps),
       PodSandboxStatus: podSandboxStatus(deps),
       ListPodSandbox: listPodSandbox(deps),
+      CreateContainer: createContainer(deps),
+      StartContainer: startContainer(deps),
+      StopContainer: stopContainer(deps),
+      RemoveContainer: removeContainer(deps),
+      ContainerStatus: containerStatus(deps),
+      ListContainers: listContainers(deps),
+      UpdateContainerResources: updateContainerResources(deps),
+      ReopenContainerLog: reopenContainerLog(deps),
     },
   };
 }

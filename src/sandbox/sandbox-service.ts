@@ -5,7 +5,6 @@ import type { Config } from "../config/options.js";
 import type { RuntimeHandlerConfig } from "../config/runtimes.js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerRecords, fromJsonAny, jsonAny, type Container } from "../containerd/containers.js";
-import { EventMonitor } from "../containerd/events.js";
 import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks, TaskStatusCode } from "../containerd/tasks.js";
@@ -14,6 +13,7 @@ import { NamespaceMode, PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
 import { TaskExit } from "../gen/containerd/events/task.js";
 import { Options as RuncOptions } from "../gen/containerd/types/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";
+import type { Envelope } from "../gen/containerd/types/event.js";
 import type { ImageService } from "../image/image-service.js";
 import type { Logger } from "../log/logger.js";
 import { createNetns, deleteNetns, netnsNameFor } from "../network/netns.js";
@@ -22,7 +22,7 @@ import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { mountTmpfs, unmountAndRemove } from "../util/mount.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
-import { renderHosts, renderResolvConf } from "./sandbox-files.js";
+import { renderHosts, renderResolvConf, type SandboxFilePaths } from "./sandbox-files.js";
 import { nameKeyOf, SandboxState, SandboxStore, type SandboxRecord } from "./sandbox-store.js";
 
 // Labels and the extension podshim puts on a sandbox's containerd container: the kind (so
@@ -69,14 +69,12 @@ export class SandboxService {
   private readonly lock = new KeyedLock();
   private readonly containers: ContainerRecords;
   private readonly tasks: Tasks;
-  private readonly events: EventMonitor;
   private readonly log: Logger;
 
   constructor(private readonly opts: SandboxServiceOptions) {
     this.containers = new ContainerRecords(opts.client);
     this.tasks = new Tasks(opts.client);
     this.log = opts.logger;
-    this.events = new EventMonitor(opts.client, opts.logger, ["/tasks/exit"], (env) => this.onEvent(env.event), () => this.refreshStates());
   }
 
   runtimeHandlers(): string[] {
@@ -92,7 +90,7 @@ export class SandboxService {
     return h;
   }
 
-  /** Rebuilds the index from containerd; starts following task exits. */
+  /** Rebuilds the index from containerd. */
   async load(): Promise<void> {
     const found = await this.containers.list([`labels."${SandboxLabel.kind}"==sandbox`]);
     for (const c of found) {
@@ -102,12 +100,7 @@ export class SandboxService {
         this.log.warn({ sandbox: c.id, err: messageOf(err) }, "skipping a sandbox whose metadata cannot be read");
       }
     }
-    this.events.start();
     this.log.info({ sandboxes: this.store.all().length }, "sandbox index loaded");
-  }
-
-  stop(): void {
-    this.events.stop();
   }
 
   private async recover(c: Container): Promise<SandboxRecord> {
@@ -149,7 +142,27 @@ export class SandboxService {
     await rm(this.stateDir(id), { recursive: true, force: true });
   }
 
-  private onEvent(any: Any | undefined): void {
+  /** The files of a sandbox its app containers bind: hostname, hosts, resolv.conf, shm. */
+  files(rec: SandboxRecord): SandboxFilePaths {
+    const shm = this.sharedShm(rec);
+    return { hostname: join(rec.dir, "hostname"), hosts: join(rec.dir, "hosts"), resolvConf: join(rec.dir, "resolv.conf"), ...(shm ? { shm } : {}) };
+  }
+
+  /** The pod's own /dev/shm tmpfs; undefined when the pod shares the node's IPC namespace. */
+  sharedShm(rec: SandboxRecord): string | undefined {
+    return rec.config.linux?.securityContext?.namespaceOptions?.ipc === NamespaceMode.NODE ? undefined : this.shmPath(rec.id);
+  }
+
+  /** The containerd runtime (shim and its options) of a sandbox: its containers use the same. */
+  runtimeOf(rec: SandboxRecord): { name: string; options?: Any } {
+    const handler = this.handler(rec.runtimeHandler);
+    const options = runcOptions(handler);
+    return { name: handler.runtimeType, ...(options ? { options } : {}) };
+  }
+
+  /** Task exits of pause containers; other events and ids are ignored. */
+  handleEvent(env: Envelope): void {
+    const any = env.event;
     if (!any || !any.typeUrl.endsWith("containerd.events.TaskExit")) return;
     const exit = TaskExit.decode(any.value);
     const rec = this.store.get(exit.containerId);
@@ -162,7 +175,7 @@ export class SandboxService {
   }
 
   /** After a lost event stream: re-read every sandbox's task state. */
-  private async refreshStates(): Promise<void> {
+  async resync(): Promise<void> {
     for (const rec of this.store.all()) {
       const task = await this.tasks.get(rec.id);
       if (task?.status !== TaskStatusCode.RUNNING && rec.state === SandboxState.Ready) {

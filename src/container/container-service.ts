@@ -1,0 +1,588 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rm } from "node:fs/promises";
+import type { Socket } from "node:net";
+import { join } from "node:path";
+import type { Config } from "../config/options.js";
+import type { ContainerdClient } from "../containerd/client.js";
+import { ContainerRecords, fromJsonAny, jsonAny, type Container } from "../containerd/containers.js";
+import { withLease } from "../containerd/leases.js";
+import type { Snapshots } from "../containerd/snapshots.js";
+import { Tasks, TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
+import { FailedPreconditionError, InvalidArgumentError, messageOf, NotFoundError } from "../errors/errors.js";
+import { ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
+import { TaskExit, TaskOOM } from "../gen/containerd/events/task.js";
+import type { Envelope } from "../gen/containerd/types/event.js";
+import type { Any } from "../gen/google/protobuf/any.js";
+import type { ImageService } from "../image/image-service.js";
+import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
+import type { Logger } from "../log/logger.js";
+import { ContainerLog } from "../logs/container-log.js";
+import { makeFifo, openFifoWriter } from "../logs/fifo.js";
+import type { SandboxService } from "../sandbox/sandbox-service.js";
+import { SandboxState, type SandboxRecord } from "../sandbox/sandbox-store.js";
+import { readJsonIfExists, writeJsonAtomic } from "../util/atomic-file.js";
+import { CleanupStack } from "../util/cleanup.js";
+import { KeyedLock } from "../util/keyed-lock.js";
+import { withTimeout } from "../util/timeout.js";
+import { prepareContainerSpec, specWithResources, type PreparedSpec } from "./container-spec-inputs.js";
+import type { Spec } from "../oci/spec-types.js";
+import {
+  containerNameKey,
+  ContainerState,
+  ContainerStore,
+  ExitReason,
+  type ContainerMetadata,
+  type ContainerRecord,
+  type ContainerStatusFields,
+} from "./container-store.js";
+
+/** Labels on a container's containerd record: the kind (so recovery finds containers), its pod. */
+export const ContainerLabel = {
+  kind: "io.podshim.kind",
+  sandboxId: "io.podshim.sandbox-id",
+  containerName: "io.kubernetes.container.name",
+} as const;
+const METADATA_EXTENSION = "io.podshim.container/metadata";
+const METADATA_TYPE_URL = "podshim.io/ContainerMetadata/v1";
+const RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+const SIGKILL = 9;
+/** How long a killed container may take to be reaped before StopContainer gives up. */
+const KILL_WAIT_MS = 30_000;
+/** After an exit, how long the log may take to drain what the container wrote last. */
+const LOG_DRAIN_MS = 2_000;
+/** containerd's exit code for a container whose start failed. */
+const START_ERROR_EXIT_CODE = 128;
+/** containerd's exit code for a container whose fate was lost. */
+const UNKNOWN_EXIT_CODE = 255;
+
+interface PersistedMetadata extends Omit<ContainerMetadata, "config" | "createdAt"> {
+  config: unknown;
+  createdAt: string;
+}
+
+interface PersistedStatus extends Omit<ContainerStatusFields, "startedAt" | "finishedAt" | "resources"> {
+  startedAt: string;
+  finishedAt: string;
+  resources: unknown;
+}
+
+/** What a running container holds in this process: its output pump and stdin. */
+interface ContainerIo {
+  log: ContainerLog;
+  stdin?: Socket;
+}
+
+export interface ContainerServiceOptions {
+  config: Config;
+  client: ContainerdClient;
+  snapshots: Snapshots;
+  images: ImageService;
+  sandboxes: SandboxService;
+  logger: Logger;
+}
+
+/**
+ * App containers inside pod sandboxes. The truth lives in containerd (the container record
+ * with its metadata as an extension, the task) and in a status file per container under the
+ * root dir, written atomically at every transition; the store is an index of both.
+ */
+export class ContainerService {
+  readonly store = new ContainerStore();
+  private readonly lock = new KeyedLock();
+  private readonly containers: ContainerRecords;
+  private readonly tasks: Tasks;
+  private readonly io = new Map<string, ContainerIo>();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: ContainerServiceOptions) {
+    this.containers = new ContainerRecords(opts.client);
+    this.tasks = new Tasks(opts.client);
+    this.log = opts.logger;
+  }
+
+  private rootDir(id: string): string {
+    return join(this.opts.config.root, "containers", id);
+  }
+
+  /** FIFOs live with runtime state: they are gone at reboot, like the tasks using them. */
+  private ioDir(id: string): string {
+    return join(this.opts.config.state, "containers", id, "io");
+  }
+
+  private statusFile(id: string): string {
+    return join(this.rootDir(id), "status.json");
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /**
+   * Rebuilds the index from containerd and the status files; reattaches the log pumps of
+   * running containers, records exits that happened while podshim was down.
+   */
+  async load(): Promise<void> {
+    const found = await this.containers.list([`labels."${ContainerLabel.kind}"==container`]);
+    await Promise.all(found.map(async (c) => {
+      try {
+        const rec = await this.recover(c);
+        this.store.add(rec);
+      } catch (err) {
+        this.log.warn({ container: c.id, err: messageOf(err) }, "skipping a container whose metadata cannot be read");
+      }
+    }));
+    this.log.info({ containers: this.store.size }, "container index loaded");
+  }
+
+  private async recover(c: Container): Promise<ContainerRecord> {
+    const meta = fromJsonAny<PersistedMetadata>(c.extensions[METADATA_EXTENSION]);
+    if (!meta) throw new Error("no container metadata extension");
+    const saved = await readJsonIfExists<PersistedStatus>(this.statusFile(c.id));
+    const rec: ContainerRecord = {
+      ...meta,
+      config: ContainerConfig.fromJSON(meta.config),
+      createdAt: BigInt(meta.createdAt),
+      status: saved ? statusFromJson(saved) : freshStatus(undefined),
+      removing: false,
+    };
+    const cgroupsPath = fromJsonAny<{ linux?: { cgroupsPath?: string } }>(c.spec)?.linux?.cgroupsPath;
+    if (cgroupsPath) this.cgroupPaths.set(c.id, cgroupsPath);
+    if (rec.status.state !== ContainerState.Running) return rec;
+
+    const task = await this.tasks.get(c.id);
+    if (task && (task.status === TaskStatusCode.RUNNING || task.status === TaskStatusCode.PAUSED)) {
+      rec.status.pid = task.pid;
+      try {
+        await this.attachIo(rec, false);
+      } catch (err) {
+        this.log.warn({ container: rec.id, err: messageOf(err) }, "cannot reattach to a running container's output; its log stops here");
+      }
+      return rec;
+    }
+    if (task && task.status === TaskStatusCode.STOPPED) {
+      // It exited while podshim was away: the task still holds the exit status. What it wrote
+      // after podshim went down is gone: the shim closes both ends of a FIFO when the process
+      // exits, which drops what the pipe held (containerd's own CRI loses it the same way).
+      this.finish(rec, task.exitStatus, exitedAtNs(task));
+      await this.tasks.delete(c.id).catch((err) => this.log.warn({ container: c.id, err: messageOf(err) }, "cannot delete the task of an exited container"));
+    } else {
+      // The task is gone and with it the exit status (containerd restarted, or a reboot).
+      rec.status = { ...rec.status, state: ContainerState.Unknown, pid: 0, finishedAt: BigInt(Date.now()) * 1_000_000n, exitCode: UNKNOWN_EXIT_CODE, reason: ExitReason.Unknown, message: "the container's task disappeared while podshim was not running" };
+    }
+    await this.persistStatus(rec);
+    return rec;
+  }
+
+  /** Closes every output pump (podshim is stopping; the shims keep the containers running). */
+  stop(): void {
+    for (const [id, io] of this.io) {
+      void io.log.close();
+      io.stdin?.destroy();
+      this.io.delete(id);
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /** Task exits and OOM kills of app containers; other events and ids are ignored. */
+  handleEvent(env: Envelope): void {
+    const any = env.event;
+    if (!any) return;
+    if (any.typeUrl.endsWith("containerd.events.TaskExit")) {
+      const exit = TaskExit.decode(any.value);
+      // Exec'd processes end with other ids; only the container's own process ends it.
+      if (exit.id !== exit.containerId) return;
+      const rec = this.store.get(exit.containerId);
+      if (!rec || rec.id !== exit.containerId) return;
+      const exitedAt = exit.exitedAt ? exit.exitedAt.seconds * 1_000_000_000n + BigInt(exit.exitedAt.nanos) : BigInt(Date.now()) * 1_000_000n;
+      this.onExit(rec.id, exit.exitStatus, exitedAt).catch((err) => this.log.error({ container: rec.id, err: messageOf(err) }, "recording a container exit failed"));
+    } else if (any.typeUrl.endsWith("containerd.events.TaskOOM")) {
+      const oom = TaskOOM.decode(any.value);
+      const rec = this.store.get(oom.containerId);
+      if (!rec || rec.id !== oom.containerId) return;
+      void this.lock.run(rec.id, async () => {
+        rec.status.oomKilled = true;
+        // The OOM event may trail the exit: correct the reason already recorded.
+        if (rec.status.state === ContainerState.Exited && rec.status.reason !== ExitReason.OOMKilled) {
+          rec.status.reason = ExitReason.OOMKilled;
+          await this.persistStatus(rec);
+        }
+      }).catch((err) => this.log.warn({ container: rec.id, err: messageOf(err) }, "recording an OOM kill failed"));
+    }
+  }
+
+  /** After a lost event stream: exits sent meanwhile are gone, so ask containerd. */
+  async resync(): Promise<void> {
+    await Promise.all(this.store.all().filter((r) => r.status.state === ContainerState.Running).map(async (rec) => {
+      const task = await this.tasks.get(rec.id);
+      if (!task) await this.onExit(rec.id, UNKNOWN_EXIT_CODE, BigInt(Date.now()) * 1_000_000n);
+      else if (task.status === TaskStatusCode.STOPPED) await this.onExit(rec.id, task.exitStatus, exitedAtNs(task));
+    }));
+  }
+
+  /**
+   * Records an exit once: drains the last output into the log, deletes the task (which reaps
+   * the shim's bookkeeping) and checkpoints the status. Safe to call twice.
+   */
+  private onExit(id: string, exitStatus: number, exitedAt: bigint): Promise<void> {
+    return this.lock.run(id, async () => {
+      const rec = this.store.get(id);
+      if (!rec || rec.id !== id || rec.status.state !== ContainerState.Running) return;
+      await this.closeIo(id, true);
+      if (exitStatus === 137 && !rec.status.oomKilled) rec.status.oomKilled = await this.oomKillRecorded(rec);
+      this.finish(rec, exitStatus, exitedAt);
+      await this.persistStatus(rec);
+      await this.tasks.delete(id).catch((err) => this.log.warn({ container: id, err: messageOf(err) }, "cannot delete the task of an exited container"));
+      this.log.info({ container: id, exitCode: rec.status.exitCode, reason: rec.status.reason }, "container exited");
+    });
+  }
+
+  private finish(rec: ContainerRecord, exitStatus: number, exitedAt: bigint): void {
+    const reason = rec.status.oomKilled ? ExitReason.OOMKilled : exitStatus === 0 ? ExitReason.Completed : ExitReason.Error;
+    // The shim's clock stamps the exit, podshim's the start: a process that exits at once can
+    // look as if it ended before it began.
+    let finishedAt = exitedAt > 0n ? exitedAt : BigInt(Date.now()) * 1_000_000n;
+    if (finishedAt < rec.status.startedAt) finishedAt = rec.status.startedAt;
+    rec.status = { ...rec.status, state: ContainerState.Exited, pid: 0, finishedAt, exitCode: exitStatus, reason };
+  }
+
+  /**
+   * The OOM event can be lost or late; on cgroup v1 the memory cgroup also counts OOM kills
+   * (memory.oom_control, "oom_kill N" since Linux 4.13). Read before the task is deleted,
+   * while the cgroup still exists.
+   */
+  private async oomKillRecorded(rec: ContainerRecord): Promise<boolean> {
+    const path = this.cgroupPaths.get(rec.id);
+    if (!path) return false;
+    for (const file of [`/sys/fs/cgroup/memory${path}/memory.oom_control`, `/sys/fs/cgroup${path}/memory.events`]) {
+      const text = await readFile(file, "utf8").catch(() => "");
+      const m = /^oom_kill (\d+)$/m.exec(text);
+      if (m) return Number(m[1]) > 0;
+    }
+    return false;
+  }
+
+  /** cgroupfs paths of containers, for the OOM fallback. */
+  private readonly cgroupPaths = new Map<string, string>();
+
+  // ---------------------------------------------------------------- create
+
+  /**
+   * CreateContainer: a snapshot of the image for the rootfs, an OCI spec joining the pod's
+   * namespaces, and a containerd container record. No process yet: StartContainer makes the
+   * task. The name (container name + pod identity + attempt) is reserved first, so the same
+   * attempt twice is ALREADY_EXISTS; every side effect is undone on failure.
+   */
+  async create(sandboxIdOrPrefix: string, config: ContainerConfig): Promise<ContainerRecord> {
+    validateConfig(config);
+    const sandbox = this.readySandbox(sandboxIdOrPrefix);
+    const image = this.opts.images.status(config.image!.image);
+    if (!image) throw new NotFoundError(`image "${config.image!.image}" not found: pull it before creating a container from it`);
+    const m = sandbox.config.metadata!;
+    const nameKey = containerNameKey(config, m);
+    const id = randomBytes(32).toString("hex");
+    this.store.reserve(nameKey, id);
+    return this.lock.run(id, async () => {
+      const log = this.log.child({ container: id, sandbox: sandbox.id, name: config.metadata!.name });
+      const cleanup = new CleanupStack(log);
+      cleanup.push("release name", async () => this.store.release(nameKey, id));
+      try {
+        const rec = await this.createRecord(id, nameKey, sandbox, image, config, cleanup, log);
+        this.store.add(rec);
+        cleanup.dismiss();
+        log.info("container created");
+        return rec;
+      } catch (err) {
+        const left = await cleanup.unwind();
+        if (left.length > 0) log.error({ left }, "CreateContainer failed and could not undo everything");
+        throw err;
+      }
+    });
+  }
+
+  private readySandbox(idOrPrefix: string): SandboxRecord {
+    const sandbox = this.opts.sandboxes.get(idOrPrefix);
+    if (sandbox.state !== SandboxState.Ready || sandbox.pid === 0) {
+      throw new FailedPreconditionError(`pod sandbox ${sandbox.id} is not ready: its containers cannot be created or started`);
+    }
+    return sandbox;
+  }
+
+  private async createRecord(id: string, nameKey: string, sandbox: SandboxRecord, image: ImageEntry, config: ContainerConfig, cleanup: CleanupStack, log: Logger): Promise<ContainerRecord> {
+    const { client, snapshots } = this.opts;
+    const createdAt = BigInt(Date.now()) * 1_000_000n;
+    const dir = this.rootDir(id);
+    await mkdir(dir, { recursive: true, mode: 0o711 });
+    cleanup.push("remove container dir", () => rm(dir, { recursive: true, force: true }));
+
+    const { repoTags, repoDigests } = repoTagsAndDigests(image);
+    const imageName = repoTags[0] ?? config.image!.image;
+    const logPath = sandbox.config.logDirectory && config.logPath ? join(sandbox.config.logDirectory, config.logPath) : "";
+
+    let prepared!: PreparedSpec;
+    await withLease(client, log, "container", 600_000, async (lease) => {
+      const mounts = await snapshots.prepare(id, image.chainId, {}, { lease });
+      cleanup.push("remove snapshot", () => snapshots.remove(id));
+      prepared = await prepareContainerSpec({
+        id, config, sandbox, image, imageName, rootfs: mounts,
+        files: this.opts.sandboxes.files(sandbox),
+        targetPid: (targetId) => this.targetPid(targetId, sandbox.id),
+        podshim: this.opts.config,
+      });
+      const meta: ContainerMetadata = {
+        id, sandboxId: sandbox.id, nameKey, config, imageRef: config.image!.image, imageId: image.id, imageName,
+        imageRepoDigest: repoDigests[0] ?? "", createdAt, logPath, user: prepared.user, stopSignal: prepared.stopSignal,
+        runtimeHandler: sandbox.runtimeHandler,
+      };
+      await this.containers.create({
+        id, image: imageName, spec: prepared.spec, snapshotter: snapshots.snapshotter, snapshotKey: id,
+        labels: { [ContainerLabel.kind]: "container", [ContainerLabel.sandboxId]: sandbox.id, [ContainerLabel.containerName]: config.metadata!.name },
+        runtime: this.opts.sandboxes.runtimeOf(sandbox),
+        extensions: { [METADATA_EXTENSION]: persistedMetadata(meta) },
+      }, { lease });
+      cleanup.push("delete container", () => this.containers.delete(id));
+    }, { syncGc: false });
+
+    const rec: ContainerRecord = {
+      id, sandboxId: sandbox.id, nameKey, config, imageRef: config.image!.image, imageId: image.id, imageName,
+      imageRepoDigest: repoDigests[0] ?? "", createdAt, logPath, user: prepared.user, stopSignal: prepared.stopSignal,
+      runtimeHandler: sandbox.runtimeHandler, status: freshStatus(config.linux?.resources), removing: false,
+    };
+    await this.persistStatus(rec);
+    this.cgroupPaths.set(id, prepared.spec.linux.cgroupsPath);
+    return rec;
+  }
+
+  /** The pid whose PID namespace a container with NamespaceMode TARGET joins. */
+  private targetPid(targetId: string, sandboxId: string): number {
+    const target = this.store.get(targetId);
+    if (!target || target.sandboxId !== sandboxId) throw new NotFoundError(`target container "${targetId}" of the PID namespace is not in pod sandbox ${sandboxId}`);
+    if (target.status.state !== ContainerState.Running) throw new FailedPreconditionError(`target container ${target.id} of the PID namespace is not running`);
+    return target.status.pid;
+  }
+
+  // ---------------------------------------------------------------- start
+
+  /**
+   * StartContainer: FIFOs and the log pump first (the shim opens the write ends when the task
+   * is created), then the task. A start that fails leaves the container EXITED with reason
+   * StartError and exit code 128, as containerd reports it.
+   */
+  async start(idOrPrefix: string): Promise<void> {
+    const found = this.get(idOrPrefix);
+    await this.lock.run(found.id, async () => {
+      const rec = this.get(found.id);
+      if (rec.status.state !== ContainerState.Created) {
+        throw new FailedPreconditionError(`container ${rec.id} is ${rec.status.state}: only a created container can be started`);
+      }
+      this.readySandbox(rec.sandboxId);
+      const log = this.log.child({ container: rec.id });
+      const cleanup = new CleanupStack(log);
+      try {
+        await this.attachIo(rec, true);
+        cleanup.push("close output", () => this.closeIo(rec.id, false));
+        const rootfs = await this.opts.snapshots.mounts(rec.id);
+        const io = this.fifoPaths(rec);
+        await this.tasks.create(rec.id, rootfs, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: rec.config.tty });
+        cleanup.push("delete task", async () => {
+          await this.tasks.kill(rec.id, SIGKILL, true);
+          await this.tasks.wait(rec.id, { timeoutMs: KILL_WAIT_MS }).catch(() => undefined);
+          await this.tasks.delete(rec.id);
+        });
+        const pid = await this.tasks.start(rec.id);
+        rec.status = { ...rec.status, state: ContainerState.Running, pid, startedAt: BigInt(Date.now()) * 1_000_000n };
+        cleanup.dismiss();
+        await this.persistStatus(rec);
+        log.info({ pid }, "container started");
+      } catch (err) {
+        await cleanup.unwind();
+        const now = BigInt(Date.now()) * 1_000_000n;
+        rec.status = { ...rec.status, state: ContainerState.Exited, pid: 0, startedAt: now, finishedAt: now, exitCode: START_ERROR_EXIT_CODE, reason: ExitReason.StartError, message: messageOf(err) };
+        await this.persistStatus(rec).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  private fifoPaths(rec: ContainerRecord): { stdin: string; stdout: string; stderr: string } {
+    const dir = this.ioDir(rec.id);
+    return {
+      stdin: rec.config.stdin ? join(dir, "stdin") : "",
+      stdout: join(dir, "stdout"),
+      // A terminal merges both streams into one.
+      stderr: rec.config.tty ? "" : join(dir, "stderr"),
+    };
+  }
+
+  /** Opens the FIFOs (making them first for a new task) and starts pumping output to the log. */
+  private async attachIo(rec: ContainerRecord, fresh: boolean): Promise<void> {
+    const paths = this.fifoPaths(rec);
+    if (fresh) {
+      await rm(this.ioDir(rec.id), { recursive: true, force: true });
+      await mkdir(this.ioDir(rec.id), { recursive: true, mode: 0o700 });
+      for (const p of [paths.stdin, paths.stdout, paths.stderr]) if (p) await makeFifo(p, 0o600);
+    }
+    const log = await ContainerLog.open({
+      stdoutFifo: paths.stdout,
+      ...(paths.stderr ? { stderrFifo: paths.stderr } : {}),
+      path: rec.logPath || undefined,
+      tty: rec.config.tty,
+      logger: this.log.child({ container: rec.id }),
+    });
+    const io: ContainerIo = { log };
+    // Holding a write end keeps the container's stdin open (no EOF) until it is meant to close.
+    if (paths.stdin) io.stdin = await openFifoWriter(paths.stdin);
+    this.io.set(rec.id, io);
+  }
+
+  /** Stops the output pump: after an exit, first let it drain what the container wrote last. */
+  private async closeIo(id: string, drain: boolean): Promise<void> {
+    const io = this.io.get(id);
+    if (!io) return;
+    this.io.delete(id);
+    io.stdin?.destroy();
+    if (drain) await withTimeout("draining the container's output", LOG_DRAIN_MS, io.log.done).catch(() => undefined);
+    await io.log.close();
+  }
+
+  // ---------------------------------------------------------------- stop and remove
+
+  /**
+   * StopContainer: the stop signal (config, image STOPSIGNAL, else SIGTERM), up to `timeout`
+   * seconds, then SIGKILL. Stopping an unknown or already stopped container succeeds.
+   */
+  async stopContainer(idOrPrefix: string, timeoutSeconds: number): Promise<void> {
+    const rec = this.store.get(idOrPrefix);
+    if (!rec || rec.status.state !== ContainerState.Running) return;
+    if (timeoutSeconds > 0) {
+      await this.tasks.kill(rec.id, rec.stopSignal);
+      if (await this.awaitExit(rec, timeoutSeconds * 1000)) return;
+      this.log.info({ container: rec.id, timeoutSeconds }, "container ignored its stop signal; killing it");
+    }
+    await this.tasks.kill(rec.id, SIGKILL, true);
+    if (!(await this.awaitExit(rec, KILL_WAIT_MS))) {
+      throw new FailedPreconditionError(`container ${rec.id} did not exit within ${KILL_WAIT_MS / 1000} s of SIGKILL`);
+    }
+  }
+
+  /** Waits for the task's exit and records it (the event may also do so; either wins). */
+  private async awaitExit(rec: ContainerRecord, ms: number): Promise<boolean> {
+    try {
+      const exit = await this.tasks.wait(rec.id, { timeoutMs: ms });
+      await this.onExit(rec.id, exit.exitStatus, exit.exitedAt);
+      return true;
+    } catch (err) {
+      if (rec.status.state !== ContainerState.Running) return true;
+      if (!(await this.tasks.get(rec.id))) {
+        await this.onExit(rec.id, UNKNOWN_EXIT_CODE, BigInt(Date.now()) * 1_000_000n);
+        return true;
+      }
+      this.log.debug({ container: rec.id, err: messageOf(err) }, "waiting for the container's exit ended");
+      return false;
+    }
+  }
+
+  /**
+   * RemoveContainer: a running container is killed first. Removes the task, the containerd
+   * record, the snapshot and podshim's files; the log file stays (the kubelet owns it).
+   * Removing an unknown container succeeds.
+   */
+  async remove(idOrPrefix: string): Promise<void> {
+    const found = this.store.get(idOrPrefix);
+    if (!found) return;
+    found.removing = true;
+    try {
+      await this.stopContainer(found.id, 0);
+      await this.lock.run(found.id, async () => {
+        if (!this.store.get(found.id)) return;
+        await this.closeIo(found.id, false);
+        await this.tasks.delete(found.id);
+        await this.containers.delete(found.id);
+        await this.opts.snapshots.remove(found.id);
+        await rm(this.rootDir(found.id), { recursive: true, force: true });
+        await rm(join(this.opts.config.state, "containers", found.id), { recursive: true, force: true });
+        this.cgroupPaths.delete(found.id);
+        this.store.delete(found.id);
+      });
+    } finally {
+      found.removing = false;
+    }
+  }
+
+  /** StopPodSandbox: every container of the pod is killed (the kubelet already stopped them
+   * gracefully when it could). */
+  async stopAllIn(sandboxId: string): Promise<void> {
+    await Promise.all(this.store.inSandbox(sandboxId).map((c) => this.stopContainer(c.id, 0)));
+  }
+
+  /** RemovePodSandbox: every container of the pod goes with it. */
+  async removeAllIn(sandboxId: string): Promise<void> {
+    await Promise.all(this.store.inSandbox(sandboxId).map((c) => this.remove(c.id)));
+  }
+
+  // ---------------------------------------------------------------- updates and reads
+
+  /** UpdateContainerResources: applied to the running task and kept for status and restarts. */
+  async updateResources(idOrPrefix: string, resources: LinuxContainerResources): Promise<void> {
+    const found = this.get(idOrPrefix);
+    await this.lock.run(found.id, async () => {
+      const rec = this.get(found.id);
+      if (rec.status.state === ContainerState.Exited || rec.status.state === ContainerState.Unknown) {
+        throw new FailedPreconditionError(`container ${rec.id} has exited: its resources cannot be updated`);
+      }
+      const c = await this.containers.get(rec.id);
+      if (!c?.spec) throw new NotFoundError(`container ${rec.id} has no record in containerd`);
+      const next = await specWithResources(fromJsonAny<Spec>(c.spec)!, resources);
+      if (rec.status.state === ContainerState.Running) {
+        await this.tasks.update(rec.id, jsonAny(RESOURCES_TYPE_URL, next.linux.resources));
+      }
+      await this.containers.setSpec(rec.id, next);
+      rec.status.resources = LinuxContainerResources.fromPartial(resources);
+      await this.persistStatus(rec);
+    });
+  }
+
+  /** ReopenContainerLog: after the kubelet renamed the log file, write to a new one. */
+  async reopenLog(idOrPrefix: string): Promise<void> {
+    const rec = this.get(idOrPrefix);
+    if (rec.status.state !== ContainerState.Running) throw new FailedPreconditionError(`container ${rec.id} is not running: there is no log to reopen`);
+    const io = this.io.get(rec.id);
+    if (!io) throw new FailedPreconditionError(`container ${rec.id} has no attached output (podshim could not reattach after a restart)`);
+    await io.log.reopen();
+  }
+
+  /** The record for a status call; unknown is NOT_FOUND. */
+  get(idOrPrefix: string): ContainerRecord {
+    const rec = this.store.get(idOrPrefix);
+    if (!rec) throw new NotFoundError(`container "${idOrPrefix}" not found`);
+    return rec;
+  }
+
+  list(): ContainerRecord[] {
+    return this.store.all();
+  }
+
+  private async persistStatus(rec: ContainerRecord): Promise<void> {
+    await writeJsonAtomic(this.statusFile(rec.id), statusToJson(rec.status));
+  }
+}
+
+function freshStatus(resources: LinuxContainerResources | undefined): ContainerStatusFields {
+  return { state: ContainerState.Created, pid: 0, startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "", oomKilled: false, resources };
+}
+
+function statusToJson(s: ContainerStatusFields): PersistedStatus {
+  return { ...s, startedAt: s.startedAt.toString(), finishedAt: s.finishedAt.toString(), resources: s.resources ? LinuxContainerResources.toJSON(s.resources) : undefined };
+}
+
+function statusFromJson(s: PersistedStatus): ContainerStatusFields {
+  return { ...s, startedAt: BigInt(s.startedAt), finishedAt: BigInt(s.finishedAt), resources: s.resources ? LinuxContainerResources.fromJSON(s.resources) : undefined };
+}
+
+function persistedMetadata(m: ContainerMetadata): Any {
+  const value: PersistedMetadata = { ...m, config: ContainerConfig.toJSON(m.config), createdAt: m.createdAt.toString() };
+  return jsonAny(METADATA_TYPE_URL, value);
+}
+
+function validateConfig(config: ContainerConfig): void {
+  if (!config.metadata?.name) throw new InvalidArgumentError("CreateContainer: config.metadata.name is required");
+  if (!config.image?.image) throw new InvalidArgumentError("CreateContainer: config.image.image is required");
+}

@@ -1,0 +1,174 @@
+// Everything buildContainerSpec needs from the node, gathered in one place: the container's
+// own /etc/passwd and /etc/group (read through the snapshot's layers, nothing mounted), host
+// paths and devices, Localhost seccomp profiles, and facts about the node that do not change
+// while podshim runs (cgroup version, controllers, capabilities, AppArmor), read once.
+import { access, readFile, stat } from "node:fs/promises";
+import type { Config } from "../config/options.js";
+import type { Mount as SnapshotMount } from "../containerd/snapshots.js";
+import { InvalidArgumentError } from "../errors/errors.js";
+import { NamespaceMode, SecurityProfile_ProfileType, type ContainerConfig, type LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
+import type { ImageEntry } from "../image/image-store.js";
+import { capabilitiesFromMask } from "../oci/capabilities.js";
+import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
+import type { LinuxSeccomp, Spec } from "../oci/spec-types.js";
+import type { SandboxFilePaths } from "../sandbox/sandbox-files.js";
+import type { SandboxRecord } from "../sandbox/sandbox-store.js";
+import { applyResourceUpdate, buildContainerSpec, effectiveStopSignal, type ResourceOptions } from "./container-spec.js";
+import { hostDevices, prepareMountSources, readRootfsFile, resolveDevices } from "./rootfs-files.js";
+import { resolveUser, type ResolvedUser } from "./user.js";
+
+export interface PreparedSpec {
+  spec: Spec;
+  user: ResolvedUser;
+  stopSignal: number;
+}
+
+export interface PrepareSpecRequest {
+  id: string;
+  config: ContainerConfig;
+  sandbox: SandboxRecord;
+  image: ImageEntry;
+  imageName: string;
+  /** The container's prepared snapshot (Snapshots.Prepare's mounts). */
+  rootfs: SnapshotMount[];
+  files: SandboxFilePaths;
+  /** The pid of a running container of the pod, for PID mode TARGET. */
+  targetPid: (containerId: string) => number;
+  podshim: Config;
+}
+
+interface NodeFacts extends ResourceOptions {
+  allCapabilities: string[];
+  currentOomScoreAdj: number;
+  apparmor?: { loadedProfiles: string[] };
+}
+
+let facts: Promise<NodeFacts> | undefined;
+
+const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
+
+/** What the node offers; read once, these do not change while podshim runs. */
+export function nodeFacts(): Promise<NodeFacts> {
+  facts ??= (async () => {
+    // Only a unified-only host counts as v2: on a hybrid host runc drives the v1 controllers.
+    const cgroupV2 = (await exists("/sys/fs/cgroup/cgroup.controllers"));
+    const swapController = cgroupV2 ? true : await exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes");
+    const hugetlbController = cgroupV2 ? (await readFile("/sys/fs/cgroup/cgroup.controllers", "utf8")).includes("hugetlb") : await exists("/sys/fs/cgroup/hugetlb");
+    const status = await readFile("/proc/self/status", "utf8");
+    const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0";
+    const currentOomScoreAdj = Number((await readFile("/proc/self/oom_score_adj", "utf8")).trim());
+    const apparmorOn = (await readFile("/sys/module/apparmor/parameters/enabled", "utf8").catch(() => "N")).trim() === "Y";
+    const out: NodeFacts = { cgroupV2, swapController, hugetlbController, allCapabilities: capabilitiesFromMask(capEff), currentOomScoreAdj };
+    if (apparmorOn) {
+      const profiles = await readFile("/sys/kernel/security/apparmor/profiles", "utf8").catch(() => "");
+      out.apparmor = { loadedProfiles: profiles.split("\n").map((l) => l.split(" ")[0]!).filter((p) => p !== "") };
+    }
+    return out;
+  })();
+  return facts;
+}
+
+/**
+ * Reads what the spec needs from the node and builds it. A missing host path is refused
+ * rather than created: a typo in a pod spec should fail loudly, not bind an empty directory
+ * (the kubelet creates the paths it means to create, DirectoryOrCreate and its own dirs,
+ * before it asks).
+ */
+export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<PreparedSpec> {
+  const { config, sandbox, image } = req;
+  const node = await nodeFacts();
+  const sc = config.linux?.securityContext;
+
+  const [passwd, group] = await Promise.all([readRootfsFile(req.rootfs, "/etc/passwd"), readRootfsFile(req.rootfs, "/etc/group")]);
+  const user = resolveUser({ ...(sc ? { security: sc } : {}), imageUser: image.config.config?.User ?? "", passwd, group });
+
+  for (const m of config.mounts) {
+    if (m.image !== undefined && m.image.image !== "") continue;
+    if (m.hostPath === "" || !(await exists(m.hostPath))) {
+      throw new InvalidArgumentError(`mount of ${m.containerPath || "(no container path)"}: host path ${JSON.stringify(m.hostPath)} does not exist on the node`);
+    }
+  }
+  const mountSources = await prepareMountSources(config.mounts);
+  const privileged = sc?.privileged === true;
+  const [devices, host] = await Promise.all([resolveDevices(config.devices), privileged ? hostDevices() : Promise.resolve(undefined)]);
+
+  const pidMode = sc?.namespaceOptions?.pid;
+  const targetId = sc?.namespaceOptions?.targetId ?? "";
+  const targetPid = pidMode === NamespaceMode.TARGET ? req.targetPid(targetId) : undefined;
+
+  const hostname = (await readFile(req.files.hostname, "utf8").catch(() => "")).trim();
+  const spec = buildContainerSpec({
+    id: req.id,
+    sandboxId: sandbox.id,
+    config,
+    sandboxConfig: sandbox.config,
+    image: image.config,
+    imageName: req.imageName,
+    hostname,
+    sandboxPid: sandbox.pid,
+    ...(sandbox.netnsPath ? { netnsPath: sandbox.netnsPath } : {}),
+    ...(targetPid !== undefined ? { targetPid } : {}),
+    files: req.files,
+    user,
+    cgroupDriver: req.podshim.cgroupDriver,
+    restrictOomScoreAdj: req.podshim.restrictOomScoreAdj,
+    currentOomScoreAdj: node.currentOomScoreAdj,
+    allCapabilities: node.allCapabilities,
+    cgroupV2: node.cgroupV2,
+    ...(node.swapController !== undefined ? { swapController: node.swapController } : {}),
+    ...(node.hugetlbController !== undefined ? { hugetlbController: node.hugetlbController } : {}),
+    ...(host ? { hostDevices: host } : {}),
+    devices,
+    defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps),
+    localhostSeccomp: await localhostSeccompProfiles(config),
+    ...(node.apparmor ? { apparmor: node.apparmor } : {}),
+    mountSources,
+  });
+  return { spec, user, stopSignal: effectiveStopSignal(config, image.config) };
+}
+
+/** A stored spec with new resources, for UpdateContainerResources. */
+export async function specWithResources(spec: Spec, resources: LinuxContainerResources): Promise<Spec> {
+  return applyResourceUpdate(spec, resources, await nodeFacts());
+}
+
+/**
+ * The Localhost profile a container names (localhost_ref, or the deprecated
+ * seccomp_profile_path "localhost/<path>"), read from the node. Docker-format profiles load too:
+ * their extra fields are left out.
+ */
+async function localhostSeccompProfiles(config: ContainerConfig): Promise<Record<string, LinuxSeccomp>> {
+  const sc = config.linux?.securityContext;
+  let ref: string | undefined;
+  if (sc?.seccomp?.profileType === SecurityProfile_ProfileType.Localhost) ref = sc.seccomp.localhostRef;
+  else if (sc?.seccomp === undefined && sc?.seccompProfilePath.startsWith("localhost/")) ref = sc.seccompProfilePath.slice("localhost/".length);
+  if (ref === undefined) return {};
+  const path = ref.replace(/^localhost\//, "");
+  if (!path.startsWith("/")) throw new InvalidArgumentError(`seccomp profile ${JSON.stringify(ref)} must be an absolute path on the node`);
+  let text: string;
+  try {
+    if (!(await stat(path)).isFile()) throw new Error("not a regular file");
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    throw new InvalidArgumentError(`seccomp profile ${path} cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: Partial<LinuxSeccomp>;
+  try {
+    raw = JSON.parse(text) as Partial<LinuxSeccomp>;
+  } catch (err) {
+    throw new InvalidArgumentError(`seccomp profile ${path} is not valid JSON`, { cause: err });
+  }
+  if (typeof raw.defaultAction !== "string") throw new InvalidArgumentError(`seccomp profile ${path} has no defaultAction`);
+  const profile: LinuxSeccomp = { defaultAction: raw.defaultAction };
+  if (raw.defaultErrnoRet !== undefined) profile.defaultErrnoRet = raw.defaultErrnoRet;
+  if (raw.architectures !== undefined) profile.architectures = raw.architectures;
+  if (raw.flags !== undefined) profile.flags = raw.flags;
+  if (raw.syscalls !== undefined) {
+    profile.syscalls = raw.syscalls.map((s) => ({
+      names: s.names, action: s.action,
+      ...(s.errnoRet !== undefined ? { errnoRet: s.errnoRet } : {}),
+      ...(s.args !== undefined ? { args: s.args } : {}),
+    }));
+  }
+  return { [path]: profile, [ref]: profile };
+}

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, inject, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { startContainerd, type ContainerdHandle } from "../bed/containerd.js";
-import { criClient, type CriClient } from "../support/cri-client.js";
+import type { CriClient } from "../support/cri-client.js";
+import { latencyOf, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { report, type Latency } from "./measure.js";
@@ -16,36 +16,22 @@ const base = mkdtempSync(join(bed.tmpDir, "bench-sandbox-"));
 const PODS = 24;
 const CONCURRENCY = 4;
 let net: TestNetwork;
-let containerd: ContainerdHandle;
+let builtinCri: BuiltinCri;
 let podshim: PodshimHandle;
 let builtin: CriClient;
 
 beforeAll(async () => {
   net = testNetwork(base);
-  containerd = await startContainerd({
-    dir: join(base, "containerd"),
-    criPluginToml: [
-      '  [plugins."io.containerd.grpc.v1.cri"]',
-      `    sandbox_image = "${bed.images.pause}"`,
-      "    restrict_oom_score_adj = true",
-      '    stream_server_port = "0"',
-      '    [plugins."io.containerd.grpc.v1.cri".cni]',
-      '      bin_dir = "/usr/lib/cni"',
-      `      conf_dir = "${net.confDir}"`,
-      `    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${bed.registryHost}"]`,
-      `      endpoint = ["http://${bed.registryHost}"]`,
-    ].join("\n"),
-  });
-  builtin = criClient(containerd.socket);
-  podshim = await startPodshim({ containerdSocket: containerd.socket, baseDir: base, cniConfDir: net.confDir, extraArgs: ["--log-level", "info", "--pause-image", bed.images.pause] });
+  builtinCri = await startBuiltinCri(bed, base, net);
+  builtin = builtinCri.cri;
+  podshim = await startPodshim({ containerdSocket: builtinCri.containerd.socket, baseDir: base, cniConfDir: net.confDir, extraArgs: ["--log-level", "info", "--pause-image", bed.images.pause] });
   await podshim.cri.image("PullImage", { image: { image: bed.images.pause } }, 60_000);
   await builtin.image("PullImage", { image: { image: bed.images.pause } }, 60_000);
 }, 300_000);
 
 afterAll(async () => {
-  builtin?.close();
   await podshim?.cleanup();
-  await containerd?.cleanup();
+  await builtinCri?.cleanup();
   await net?.cleanup();
   rmSync(base, { recursive: true, force: true });
 });
@@ -60,25 +46,13 @@ function podConfig(i: number) {
   };
 }
 
-function latency(name: string, ms: number[]): Latency {
-  const s = [...ms].sort((a, b) => a - b);
-  const at = (q: number) => Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))]! * 10) / 10;
-  return { name, n: s.length, concurrency: CONCURRENCY, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1), rate: 0 };
-}
-
 async function lifecycle(label: string, cri: CriClient): Promise<Latency[]> {
   const times = { run: [] as number[], status: [] as number[], stop: [] as number[], remove: [] as number[] };
   let next = 0;
-  const timed = async (bucket: number[], work: () => Promise<any>) => {
-    const t = performance.now();
-    const res = await work();
-    bucket.push(performance.now() - t);
-    return res;
-  };
   const worker = async () => {
     while (next < PODS) {
       const i = next++;
-      const { pod_sandbox_id: id } = await timed(times.run, () => cri.runtime("RunPodSandbox", { config: podConfig(i) }, 120_000));
+      const { pod_sandbox_id: id }: { pod_sandbox_id: string } = await timed(times.run, () => cri.runtime("RunPodSandbox", { config: podConfig(i) }, 120_000));
       await timed(times.status, () => cri.runtime("PodSandboxStatus", { pod_sandbox_id: id }));
       await timed(times.stop, () => cri.runtime("StopPodSandbox", { pod_sandbox_id: id }, 60_000));
       await timed(times.remove, () => cri.runtime("RemovePodSandbox", { pod_sandbox_id: id }, 60_000));
@@ -86,10 +60,10 @@ async function lifecycle(label: string, cri: CriClient): Promise<Latency[]> {
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   return [
-    latency(`${label} RunPodSandbox`, times.run),
-    latency(`${label} PodSandboxStatus`, times.status),
-    latency(`${label} StopPodSandbox`, times.stop),
-    latency(`${label} RemovePodSandbox`, times.remove),
+    latencyOf(`${label} RunPodSandbox`, CONCURRENCY, times.run),
+    latencyOf(`${label} PodSandboxStatus`, CONCURRENCY, times.status),
+    latencyOf(`${label} StopPodSandbox`, CONCURRENCY, times.stop),
+    latencyOf(`${label} RemovePodSandbox`, CONCURRENCY, times.remove),
   ];
 }
 

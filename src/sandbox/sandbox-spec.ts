@@ -3,10 +3,10 @@
 // 1.6/1.7). Pure: everything it needs from the node comes in through SandboxSpecInput, so every
 // rule is a unit test away.
 //
-// The pause container only holds namespaces, so it gets less than an app container: no /run, no
-// cgroup mount, no /etc/hosts or /etc/hostname (only resolv.conf, which VM-based runtimes read to
-// set up the guest's DNS), a read-only root, minimal CPU shares and the default capabilities even
-// when the pod is privileged.
+// The pause container only holds namespaces, so it gets less than an app container: no cgroup
+// mount, no /etc/hosts or /etc/hostname (only resolv.conf, which VM-based runtimes read to set up
+// the guest's DNS), a read-only root, minimal CPU shares and the default capabilities even when
+// the pod is privileged. Like app containers (and containerd's), it has no /run tmpfs.
 import { InvalidArgumentError, UnimplementedError } from "../errors/errors.js";
 import type { Int64Value, PodSandboxConfig, SecurityProfile } from "../gen/cri/runtime/v1/api.js";
 import { NamespaceMode } from "../gen/cri/runtime/v1/api.js";

@@ -6,6 +6,12 @@ import { createLogger } from "./log/logger.js";
 import { RUNTIME_NAME, RUNTIME_VERSION } from "./version.js";
 import { messageOf } from "./errors/errors.js";
 
+// Every file write (container logs above all) takes a libuv pool thread for its duration, and
+// Node's default pool has 4: a few containers logging to a slow disk would stall every other
+// file operation. Each log has at most one write in flight, so a larger pool bounds the damage.
+// It must be set before the pool's first use, which is below.
+process.env.UV_THREADPOOL_SIZE ??= "32";
+
 async function main(argv: string[]): Promise<number> {
   let config;
   try {

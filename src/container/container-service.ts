@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { access, mkdir, readFile, rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { Config } from "../config/options.js";
@@ -17,13 +17,15 @@ import type { ImageService } from "../image/image-service.js";
 import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
 import type { Logger } from "../log/logger.js";
 import { ContainerLog } from "../logs/container-log.js";
-import { makeFifo, openFifoWriter } from "../logs/fifo.js";
+import { makeFifos, openFifoWriter } from "../logs/fifo.js";
+import { FifoPool } from "../logs/fifo-pool.js";
 import type { SandboxService } from "../sandbox/sandbox-service.js";
 import { SandboxState, type SandboxRecord } from "../sandbox/sandbox-store.js";
 import { readJsonIfExists, writeJsonAtomic } from "../util/atomic-file.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { withTimeout } from "../util/timeout.js";
+import { StepTimer } from "../util/step-timer.js";
 import { prepareContainerSpec, specWithResources, type PreparedSpec } from "./container-spec-inputs.js";
 import type { Spec } from "../oci/spec-types.js";
 import {
@@ -93,11 +95,13 @@ export class ContainerService {
   private readonly tasks: Tasks;
   private readonly io = new Map<string, ContainerIo>();
   private readonly log: Logger;
+  private readonly fifos: FifoPool;
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.containers = new ContainerRecords(opts.client);
     this.tasks = new Tasks(opts.client);
     this.log = opts.logger;
+    this.fifos = new FifoPool(join(opts.config.state, "fifo-pool"), opts.logger);
   }
 
   private rootDir(id: string): string {
@@ -120,6 +124,7 @@ export class ContainerService {
    * running containers, records exits that happened while podshim was down.
    */
   async load(): Promise<void> {
+    await this.fifos.start();
     const found = await this.containers.list([`labels."${ContainerLabel.kind}"==container`]);
     await Promise.all(found.map(async (c) => {
       try {
@@ -140,14 +145,18 @@ export class ContainerService {
       ...meta,
       config: ContainerConfig.fromJSON(meta.config),
       createdAt: BigInt(meta.createdAt),
-      status: saved ? statusFromJson(saved) : freshStatus(undefined),
+      status: saved ? statusFromJson(saved) : freshStatus(meta.config ? ContainerConfig.fromJSON(meta.config).linux?.resources : undefined),
       removing: false,
     };
     const cgroupsPath = fromJsonAny<{ linux?: { cgroupsPath?: string } }>(c.spec)?.linux?.cgroupsPath;
     if (cgroupsPath) this.cgroupPaths.set(c.id, cgroupsPath);
-    if (rec.status.state !== ContainerState.Running) return rec;
-
     const task = await this.tasks.get(c.id);
+    if (rec.status.state !== ContainerState.Running) {
+      // A task that outlived its recorded exit (its deletion failed): RemoveContainer deletes it.
+      if (task) this.tasksLeft.add(c.id);
+      return rec;
+    }
+
     if (task && (task.status === TaskStatusCode.RUNNING || task.status === TaskStatusCode.PAUSED)) {
       rec.status.pid = task.pid;
       try {
@@ -162,7 +171,7 @@ export class ContainerService {
       // after podshim went down is gone: the shim closes both ends of a FIFO when the process
       // exits, which drops what the pipe held (containerd's own CRI loses it the same way).
       this.finish(rec, task.exitStatus, exitedAtNs(task));
-      await this.tasks.delete(c.id).catch((err) => this.log.warn({ container: c.id, err: messageOf(err) }, "cannot delete the task of an exited container"));
+      await this.deleteExitedTask(c.id);
     } else {
       // The task is gone and with it the exit status (containerd restarted, or a reboot).
       rec.status = { ...rec.status, state: ContainerState.Unknown, pid: 0, finishedAt: BigInt(Date.now()) * 1_000_000n, exitCode: UNKNOWN_EXIT_CODE, reason: ExitReason.Unknown, message: "the container's task disappeared while podshim was not running" };
@@ -230,9 +239,21 @@ export class ContainerService {
       if (exitStatus === 137 && !rec.status.oomKilled) rec.status.oomKilled = await this.oomKillRecorded(rec);
       this.finish(rec, exitStatus, exitedAt);
       await this.persistStatus(rec);
-      await this.tasks.delete(id).catch((err) => this.log.warn({ container: id, err: messageOf(err) }, "cannot delete the task of an exited container"));
+      await this.deleteExitedTask(id);
       this.log.info({ container: id, exitCode: rec.status.exitCode, reason: rec.status.reason }, "container exited");
     });
+  }
+
+  /** Ids whose exited task could not be deleted: RemoveContainer tries again. */
+  private readonly tasksLeft = new Set<string>();
+
+  private async deleteExitedTask(id: string): Promise<void> {
+    try {
+      await this.tasks.delete(id);
+    } catch (err) {
+      this.tasksLeft.add(id);
+      this.log.warn({ container: id, err: messageOf(err) }, "cannot delete the task of an exited container; RemoveContainer will retry");
+    }
   }
 
   private finish(rec: ContainerRecord, exitStatus: number, exitedAt: bigint): void {
@@ -284,11 +305,12 @@ export class ContainerService {
       const log = this.log.child({ container: id, sandbox: sandbox.id, name: config.metadata!.name });
       const cleanup = new CleanupStack(log);
       cleanup.push("release name", async () => this.store.release(nameKey, id));
+      const steps = new StepTimer();
       try {
-        const rec = await this.createRecord(id, nameKey, sandbox, image, config, cleanup, log);
+        const rec = await this.createRecord(id, nameKey, sandbox, image, config, cleanup, log, steps);
         this.store.add(rec);
         cleanup.dismiss();
-        log.info("container created");
+        log.info({ ms: steps.ms }, "container created");
         return rec;
       } catch (err) {
         const left = await cleanup.unwind();
@@ -306,27 +328,36 @@ export class ContainerService {
     return sandbox;
   }
 
-  private async createRecord(id: string, nameKey: string, sandbox: SandboxRecord, image: ImageEntry, config: ContainerConfig, cleanup: CleanupStack, log: Logger): Promise<ContainerRecord> {
+  private async createRecord(id: string, nameKey: string, sandbox: SandboxRecord, image: ImageEntry, config: ContainerConfig, cleanup: CleanupStack, log: Logger, steps: StepTimer): Promise<ContainerRecord> {
     const { client, snapshots } = this.opts;
     const createdAt = BigInt(Date.now()) * 1_000_000n;
     const dir = this.rootDir(id);
-    await mkdir(dir, { recursive: true, mode: 0o711 });
     cleanup.push("remove container dir", () => rm(dir, { recursive: true, force: true }));
 
     const { repoTags, repoDigests } = repoTagsAndDigests(image);
     const imageName = repoTags[0] ?? config.image!.image;
     const logPath = sandbox.config.logDirectory && config.logPath ? join(sandbox.config.logDirectory, config.logPath) : "";
 
+    // The FIFOs are made now, beside the snapshot, so StartContainer only has to open them.
+    const io = this.fifoPaths({ id, config });
+    const fifos = (async () => {
+      await mkdir(this.ioDir(id), { recursive: true, mode: 0o700 });
+      cleanup.push("remove FIFOs", () => rm(join(this.opts.config.state, "containers", id), { recursive: true, force: true }));
+      await this.fifos.place([io.stdin, io.stdout, io.stderr].filter((p) => p !== ""));
+    })();
+
     let prepared!: PreparedSpec;
-    await withLease(client, log, "container", 600_000, async (lease) => {
+    const record = withLease(client, log, "container", 600_000, async (lease) => {
       const mounts = await snapshots.prepare(id, image.chainId, {}, { lease });
       cleanup.push("remove snapshot", () => snapshots.remove(id));
+      steps.mark("snapshot");
       prepared = await prepareContainerSpec({
         id, config, sandbox, image, imageName, rootfs: mounts,
         files: this.opts.sandboxes.files(sandbox),
         targetPid: (targetId) => this.targetPid(targetId, sandbox.id),
         podshim: this.opts.config,
       });
+      steps.mark("spec");
       const meta: ContainerMetadata = {
         id, sandboxId: sandbox.id, nameKey, config, imageRef: config.image!.image, imageId: image.id, imageName,
         imageRepoDigest: repoDigests[0] ?? "", createdAt, logPath, user: prepared.user, stopSignal: prepared.stopSignal,
@@ -339,14 +370,19 @@ export class ContainerService {
         extensions: { [METADATA_EXTENSION]: persistedMetadata(meta) },
       }, { lease });
       cleanup.push("delete container", () => this.containers.delete(id));
-    }, { syncGc: false });
+      steps.mark("record");
+    }, { syncGc: false, background: true });
+    // Both must settle before a failure unwinds: each registers its own undos.
+    const [made, recorded] = await Promise.allSettled([fifos, record]);
+    if (made.status === "rejected") throw made.reason;
+    if (recorded.status === "rejected") throw recorded.reason;
 
     const rec: ContainerRecord = {
       id, sandboxId: sandbox.id, nameKey, config, imageRef: config.image!.image, imageId: image.id, imageName,
       imageRepoDigest: repoDigests[0] ?? "", createdAt, logPath, user: prepared.user, stopSignal: prepared.stopSignal,
       runtimeHandler: sandbox.runtimeHandler, status: freshStatus(config.linux?.resources), removing: false,
     };
-    await this.persistStatus(rec);
+    // No status file yet: a container without one is freshly created (see recover).
     this.cgroupPaths.set(id, prepared.spec.linux.cgroupsPath);
     return rec;
   }
@@ -376,22 +412,30 @@ export class ContainerService {
       this.readySandbox(rec.sandboxId);
       const log = this.log.child({ container: rec.id });
       const cleanup = new CleanupStack(log);
+      const steps = new StepTimer();
       try {
         await this.attachIo(rec, true);
+        steps.mark("io");
         cleanup.push("close output", () => this.closeIo(rec.id, false));
         const rootfs = await this.opts.snapshots.mounts(rec.id);
+        steps.mark("mounts");
         const io = this.fifoPaths(rec);
         await this.tasks.create(rec.id, rootfs, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: rec.config.tty });
+        steps.mark("task");
         cleanup.push("delete task", async () => {
+          this.tasksLeft.add(rec.id);
           await this.tasks.kill(rec.id, SIGKILL, true);
           await this.tasks.wait(rec.id, { timeoutMs: KILL_WAIT_MS }).catch(() => undefined);
           await this.tasks.delete(rec.id);
+          this.tasksLeft.delete(rec.id);
         });
         const pid = await this.tasks.start(rec.id);
+        steps.mark("start");
         rec.status = { ...rec.status, state: ContainerState.Running, pid, startedAt: BigInt(Date.now()) * 1_000_000n };
         cleanup.dismiss();
         await this.persistStatus(rec);
-        log.info({ pid }, "container started");
+        steps.mark("status");
+        log.info({ pid, ms: steps.ms }, "container started");
       } catch (err) {
         await cleanup.unwind();
         const now = BigInt(Date.now()) * 1_000_000n;
@@ -402,7 +446,7 @@ export class ContainerService {
     });
   }
 
-  private fifoPaths(rec: ContainerRecord): { stdin: string; stdout: string; stderr: string } {
+  private fifoPaths(rec: Pick<ContainerRecord, "id" | "config">): { stdin: string; stdout: string; stderr: string } {
     const dir = this.ioDir(rec.id);
     return {
       stdin: rec.config.stdin ? join(dir, "stdin") : "",
@@ -415,10 +459,10 @@ export class ContainerService {
   /** Opens the FIFOs (making them first for a new task) and starts pumping output to the log. */
   private async attachIo(rec: ContainerRecord, fresh: boolean): Promise<void> {
     const paths = this.fifoPaths(rec);
-    if (fresh) {
-      await rm(this.ioDir(rec.id), { recursive: true, force: true });
+    // CreateContainer made them; a reboot (the state dir is a tmpfs) takes them away.
+    if (fresh && !(await access(paths.stdout).then(() => true, () => false))) {
       await mkdir(this.ioDir(rec.id), { recursive: true, mode: 0o700 });
-      for (const p of [paths.stdin, paths.stdout, paths.stderr]) if (p) await makeFifo(p, 0o600);
+      await makeFifos([paths.stdin, paths.stdout, paths.stderr].filter((p) => p !== ""));
     }
     const log = await ContainerLog.open({
       stdoutFifo: paths.stdout,
@@ -489,18 +533,30 @@ export class ContainerService {
     const found = this.store.get(idOrPrefix);
     if (!found) return;
     found.removing = true;
+    const steps = new StepTimer();
     try {
       await this.stopContainer(found.id, 0);
+      steps.mark("stop");
       await this.lock.run(found.id, async () => {
         if (!this.store.get(found.id)) return;
         await this.closeIo(found.id, false);
-        await this.tasks.delete(found.id);
-        await this.containers.delete(found.id);
-        await this.opts.snapshots.remove(found.id);
-        await rm(this.rootDir(found.id), { recursive: true, force: true });
-        await rm(join(this.opts.config.state, "containers", found.id), { recursive: true, force: true });
+        // An exit already deleted the task, unless that failed; a created container has none.
+        if (this.tasksLeft.has(found.id) || found.status.state === ContainerState.Running) {
+          await this.tasks.delete(found.id);
+          this.tasksLeft.delete(found.id);
+          steps.mark("task");
+        }
+        // Nothing else refers to these: they go together.
+        await Promise.all([
+          this.containers.delete(found.id),
+          this.opts.snapshots.remove(found.id),
+          rm(this.rootDir(found.id), { recursive: true, force: true }),
+          rm(join(this.opts.config.state, "containers", found.id), { recursive: true, force: true }),
+        ]);
+        steps.mark("delete");
         this.cgroupPaths.delete(found.id);
         this.store.delete(found.id);
+        this.log.info({ container: found.id, ms: steps.ms }, "container removed");
       });
     } finally {
       found.removing = false;

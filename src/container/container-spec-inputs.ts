@@ -79,24 +79,23 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
   const node = await nodeFacts();
   const sc = config.linux?.securityContext;
 
-  const [passwd, group] = await Promise.all([readRootfsFile(req.rootfs, "/etc/passwd"), readRootfsFile(req.rootfs, "/etc/group")]);
-  const user = resolveUser({ ...(sc ? { security: sc } : {}), imageUser: image.config.config?.User ?? "", passwd, group });
-
-  for (const m of config.mounts) {
-    if (m.image !== undefined && m.image.image !== "") continue;
-    if (m.hostPath === "" || !(await exists(m.hostPath))) {
-      throw new InvalidArgumentError(`mount of ${m.containerPath || "(no container path)"}: host path ${JSON.stringify(m.hostPath)} does not exist on the node`);
-    }
-  }
-  const mountSources = await prepareMountSources(config.mounts);
   const privileged = sc?.privileged === true;
-  const [devices, host] = await Promise.all([resolveDevices(config.devices), privileged ? hostDevices() : Promise.resolve(undefined)]);
+  // Independent reads, all at once.
+  const [passwd, group, mountSources, devices, host, hostname, localhostSeccomp] = await Promise.all([
+    readRootfsFile(req.rootfs, "/etc/passwd"),
+    readRootfsFile(req.rootfs, "/etc/group"),
+    checkHostPaths(config).then(() => prepareMountSources(config.mounts)),
+    resolveDevices(config.devices),
+    privileged ? hostDevices() : Promise.resolve(undefined),
+    readFile(req.files.hostname, "utf8").then((h) => h.trim(), () => ""),
+    localhostSeccompProfiles(config),
+  ]);
+  const user = resolveUser({ ...(sc ? { security: sc } : {}), imageUser: image.config.config?.User ?? "", passwd, group });
 
   const pidMode = sc?.namespaceOptions?.pid;
   const targetId = sc?.namespaceOptions?.targetId ?? "";
   const targetPid = pidMode === NamespaceMode.TARGET ? req.targetPid(targetId) : undefined;
 
-  const hostname = (await readFile(req.files.hostname, "utf8").catch(() => "")).trim();
   const spec = buildContainerSpec({
     id: req.id,
     sandboxId: sandbox.id,
@@ -120,11 +119,20 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
     ...(host ? { hostDevices: host } : {}),
     devices,
     defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps),
-    localhostSeccomp: await localhostSeccompProfiles(config),
+    localhostSeccomp,
     ...(node.apparmor ? { apparmor: node.apparmor } : {}),
     mountSources,
   });
   return { spec, user, stopSignal: effectiveStopSignal(config, image.config) };
+}
+
+async function checkHostPaths(config: ContainerConfig): Promise<void> {
+  for (const m of config.mounts) {
+    if (m.image !== undefined && m.image.image !== "") continue;
+    if (m.hostPath === "" || !(await exists(m.hostPath))) {
+      throw new InvalidArgumentError(`mount of ${m.containerPath || "(no container path)"}: host path ${JSON.stringify(m.hostPath)} does not exist on the node`);
+    }
+  }
 }
 
 /** A stored spec with new resources, for UpdateContainerResources. */

@@ -12,9 +12,9 @@ const EXPIRE_LABEL = "containerd.io/gc.expire";
  * Runs `work` under a fresh lease: everything it writes into content and snapshots survives
  * garbage collection until the lease goes. The lease is deleted afterwards either way, by
  * default with a synchronous collection, so a failed pull leaves nothing that no image
- * refers to.
+ * refers to. `background` does not wait for the deletion.
  */
-export async function withLease<T>(client: ContainerdClient, logger: Logger, purpose: string, expireMs: number, work: (lease: string) => Promise<T>, opts: { syncGc?: boolean } = {}): Promise<T> {
+export async function withLease<T>(client: ContainerdClient, logger: Logger, purpose: string, expireMs: number, work: (lease: string) => Promise<T>, opts: { syncGc?: boolean; background?: boolean } = {}): Promise<T> {
   // A synchronous collection costs a full GC pass; only pulls need what they leave
   // unreferenced gone by the time they return.
   const sync = opts.syncGc ?? true;
@@ -23,14 +23,20 @@ export async function withLease<T>(client: ContainerdClient, logger: Logger, pur
     id,
     labels: { [EXPIRE_LABEL]: new Date(Date.now() + expireMs).toISOString() },
   });
-  try {
-    return await work(id);
-  } finally {
+  const release = async (): Promise<void> => {
     try {
       await client.call(LeasesService.delete, { id, sync }, { timeoutMs: 120_000 });
     } catch (err) {
       // It expires by itself; say so instead of failing the caller's work.
       logger.warn({ lease: id, err: messageOf(err) }, "could not delete lease; containerd will expire it");
     }
+  };
+  try {
+    return await work(id);
+  } finally {
+    // Once what the work made is referenced by a record of its own, nobody needs to wait for
+    // the lease to go.
+    if (opts.background) void release();
+    else await release();
   }
 }

@@ -36,7 +36,7 @@ export function runProgram(cmd: string, args: readonly string[], opts: ProgramOp
     }
     const child = spawn(cmd, args, {
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      env: opts.env ?? withSbinPath(process.env),
+      env: opts.env ?? defaultEnv(),
       detached: true,
     });
     let stdout = "";
@@ -85,6 +85,13 @@ export function runProgram(cmd: string, args: readonly string[], opts: ProgramOp
       child.stdin!.end(opts.input);
     }
   });
+}
+
+let cachedEnv: { path: string | undefined; env: NodeJS.ProcessEnv } | undefined;
+/** podshim's environment with the sbin directories on PATH, computed once per PATH. */
+function defaultEnv(): NodeJS.ProcessEnv {
+  if (cachedEnv === undefined || cachedEnv.path !== process.env.PATH) cachedEnv = { path: process.env.PATH, env: withSbinPath(process.env) };
+  return cachedEnv.env;
 }
 
 /** The environment with the sbin directories on PATH: a daemon started by hand or from a

@@ -3,7 +3,8 @@
 // CRI plugin on the SAME containerd, with the same image and CNI network.
 import { afterAll, beforeAll, inject, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import type { CriClient } from "../support/cri-client.js";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
@@ -29,6 +30,10 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  // Per-step timings of every create, start and remove, for whoever chases a slow step.
+  if (podshim) writeFileSync(join(fileURLToPath(new URL("../../.tmp/bench/", import.meta.url)), "container-podshim.log"), podshim.output());
+  // A graceful stop, so a podshim run with --cpu-prof (NODE_OPTIONS) writes its profile.
+  await podshim?.stop();
   await podshim?.cleanup();
   await builtin?.cleanup();
   await net?.cleanup();
@@ -81,10 +86,23 @@ async function lifecycle(label: string, cri: CriClient): Promise<Latency[]> {
   ];
 }
 
+/** CPU time (user + system) a process has used, in ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 it("container lifecycle: podshim vs containerd's CRI plugin", async () => {
   await lifecycle("warm-up", podshim.cri);
   await lifecycle("warm-up", builtin.cri);
+  const pid = podshim.process.pid!;
+  const cpuBefore = cpuMs(pid);
   const ours = await lifecycle("podshim", podshim.cri);
+  const podshimCpu = cpuMs(pid) - cpuBefore;
   const theirs = await lifecycle("containerd-cri", builtin.cri);
-  report("container", [...ours, ...theirs], { containers: CONTAINERS, concurrency: CONCURRENCY, containerd: "1.6 (Debian), same daemon, same image and CNI network" });
+  report("container", [...ours, ...theirs], {
+    containers: CONTAINERS, concurrency: CONCURRENCY, containerd: "1.6 (Debian), same daemon, same image and CNI network",
+    podshimCpuMsPerContainer: Math.round(podshimCpu / CONTAINERS),
+  });
 });

@@ -142,7 +142,12 @@ describe("containers in a pod", () => {
     expect(s.labels["podshim.test/name"]).toBe("web");
     expect(s.user.linux).toMatchObject({ uid: "0", gid: "0" });
 
-    // One shim per pod: the app containers' tasks run under the pause container's shim.
+    // One shim per pod: the app containers' processes are children of the pause container's shim.
+    const ppid = (pid: number) => Number(/^PPid:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
+    const pausePid = JSON.parse((await podshim.cri.runtime("PodSandboxStatus", { pod_sandbox_id: pod.id, verbose: true })).info.info).pid;
+    const webPid = JSON.parse((await podshim.cri.runtime("ContainerStatus", { container_id: web, verbose: true })).info.info).pid;
+    expect(webPid).toBeGreaterThan(0);
+    expect(ppid(webPid)).toBe(ppid(pausePid));
     const { containers } = await podshim.cri.runtime("ListContainers", { filter: { pod_sandbox_id: pod.id } });
     expect(containers.map((c: { id: string }) => c.id).sort()).toEqual([web, sidecar].sort());
     const running = await podshim.cri.runtime("ListContainers", { filter: { state: { state: "CONTAINER_RUNNING" }, label_selector: { "podshim.test/name": "web" } } });
@@ -248,6 +253,23 @@ describe("containers in a pod", () => {
     // The shell dies of SIGTERM: 128 + 15.
     expect((await status(id)).exit_code).toBe(143);
     expect((await statusOf(podshim.cri.runtime("ReopenContainerLog", { container_id: id }))).code).toBe(Status.FAILED_PRECONDITION);
+    await removePod(pod);
+  });
+
+  it("applies UpdateContainerResources to the running container's cgroup", async () => {
+    const pod = await runPod("resize");
+    const id = await run(pod, "app", { command: ["sleep", "3600"], linux: { resources: { memory_limit_in_bytes: 64 << 20, cpu_shares: 512 } } });
+    const cgroup = (controller: string, file: string) => readFileSync(`/sys/fs/cgroup/${controller}${(pod.config.linux as { cgroup_parent: string }).cgroup_parent}/${id}/${file}`, "utf8").trim();
+    expect(cgroup("memory", "memory.limit_in_bytes")).toBe(String(64 << 20));
+    expect(cgroup("cpu", "cpu.shares")).toBe("512");
+    await podshim.cri.runtime("UpdateContainerResources", { container_id: id, linux: { memory_limit_in_bytes: 128 << 20, cpu_shares: 1024, cpu_quota: 50000, cpu_period: 100000 } });
+    expect(cgroup("memory", "memory.limit_in_bytes")).toBe(String(128 << 20));
+    expect(cgroup("cpu", "cpu.shares")).toBe("1024");
+    expect(cgroup("cpu", "cpu.cfs_quota_us")).toBe("50000");
+    expect((await status(id)).resources.linux).toMatchObject({ memory_limit_in_bytes: String(128 << 20), cpu_shares: "1024", cpu_quota: "50000" });
+    await podshim.cri.runtime("StopContainer", { container_id: id, timeout: 0 });
+    const exited = await statusOf(podshim.cri.runtime("UpdateContainerResources", { container_id: id, linux: { cpu_shares: 2 } }));
+    expect(exited.code).toBe(Status.FAILED_PRECONDITION);
     await removePod(pod);
   });
 

@@ -75,7 +75,10 @@ export function runPodshim(args: string[], timeoutMs = 15_000): Promise<{ code: 
 export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle> {
   const dir = opts.dir ?? mkdtempSync(join(opts.baseDir, "podshim-"));
   const socket = join(dir, "podshim.sock");
-  const child = spawn(process.execPath, [PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"] });
+  // PODSHIM_NODE_ARGS passes flags to node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  // to profile podshim under a benchmark (node refuses those in NODE_OPTIONS).
+  const nodeArgs = (process.env.PODSHIM_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+  const child = spawn(process.execPath, [...nodeArgs, PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));

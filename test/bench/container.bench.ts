@@ -46,7 +46,7 @@ function podConfig(i: number) {
     metadata: { name: `bench-${i}`, uid, namespace: "bench", attempt: 0 },
     hostname: `bench-${i}`,
     log_directory: join(base, "logs", uid),
-    linux: { cgroup_parent: `/podshim-bench/${uid}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
+    linux: { cgroup_parent: `${bed.cgroupParent}/bench-${uid}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
   };
 }
 

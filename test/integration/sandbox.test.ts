@@ -43,7 +43,7 @@ function podConfig(name: string, extra: Record<string, unknown> = {}) {
     log_directory: join(base, "logs", uid),
     labels: { app: name, "podshim.test": "yes" },
     annotations: { "test.podshim/annotation": "1" },
-    linux: { cgroup_parent: `/podshim-test-${uid.slice(0, 8)}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
+    linux: { cgroup_parent: `${bed.cgroupParent}/pod-${uid.slice(0, 8)}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
     ...extra,
   };
 }

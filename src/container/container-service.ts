@@ -140,7 +140,10 @@ export class ContainerService {
   private async recover(c: Container): Promise<ContainerRecord> {
     const meta = fromJsonAny<PersistedMetadata>(c.extensions[METADATA_EXTENSION]);
     if (!meta) throw new Error("no container metadata extension");
-    const saved = await readJsonIfExists<PersistedStatus>(this.statusFile(c.id));
+    const saved = await readJsonIfExists<PersistedStatus>(this.statusFile(c.id)).catch((err) => {
+      this.log.warn({ container: c.id, err: messageOf(err) }, "unreadable status checkpoint; rebuilding the status from containerd");
+      return undefined;
+    });
     const rec: ContainerRecord = {
       ...meta,
       config: ContainerConfig.fromJSON(meta.config),
@@ -151,6 +154,10 @@ export class ContainerService {
     const cgroupsPath = fromJsonAny<{ linux?: { cgroupsPath?: string } }>(c.spec)?.linux?.cgroupsPath;
     if (cgroupsPath) this.cgroupPaths.set(c.id, cgroupsPath);
     const task = await this.tasks.get(c.id);
+    if (rec.status.state === ContainerState.Created && task && task.status !== TaskStatusCode.CREATED) {
+      // Started, but podshim went down before the start's checkpoint landed.
+      rec.status = { ...rec.status, state: ContainerState.Running, startedAt: BigInt(Date.now()) * 1_000_000n };
+    }
     if (rec.status.state !== ContainerState.Running) {
       // A task that outlived its recorded exit (its deletion failed): RemoveContainer deletes it.
       if (task) this.tasksLeft.add(c.id);
@@ -417,6 +424,12 @@ export class ContainerService {
         await this.attachIo(rec, true);
         steps.mark("io");
         cleanup.push("close output", () => this.closeIo(rec.id, false));
+        if (this.tasksLeft.has(rec.id)) {
+          // A start cut short by a podshim crash left its task behind.
+          await this.tasks.kill(rec.id, SIGKILL, true);
+          await this.tasks.delete(rec.id);
+          this.tasksLeft.delete(rec.id);
+        }
         const rootfs = await this.opts.snapshots.mounts(rec.id);
         steps.mark("mounts");
         const io = this.fifoPaths(rec);
@@ -433,8 +446,8 @@ export class ContainerService {
         steps.mark("start");
         rec.status = { ...rec.status, state: ContainerState.Running, pid, startedAt: BigInt(Date.now()) * 1_000_000n };
         cleanup.dismiss();
-        await this.persistStatus(rec);
-        steps.mark("status");
+        // Not awaited: recovery treats a created container with a live task as started.
+        this.persistStatus(rec).catch((err) => log.warn({ err: messageOf(err) }, "cannot checkpoint the container's start"));
         log.info({ pid, ms: steps.ms }, "container started");
       } catch (err) {
         await cleanup.unwind();
@@ -540,6 +553,8 @@ export class ContainerService {
       await this.lock.run(found.id, async () => {
         if (!this.store.get(found.id)) return;
         await this.closeIo(found.id, false);
+        // A checkpoint landing after the files are gone would bring the directory back.
+        await this.statusWrites.get(found.id)?.catch(() => undefined);
         // An exit already deleted the task, unless that failed; a created container has none.
         if (this.tasksLeft.has(found.id) || found.status.state === ContainerState.Running) {
           await this.tasks.delete(found.id);
@@ -616,8 +631,24 @@ export class ContainerService {
     return this.store.all();
   }
 
-  private async persistStatus(rec: ContainerRecord): Promise<void> {
-    await writeJsonAtomic(this.statusFile(rec.id), statusToJson(rec.status));
+  /** Status checkpoints in flight, one chain per container: writes never overtake each other. */
+  private readonly statusWrites = new Map<string, Promise<void>>();
+
+  /**
+   * Checkpoints a container's status. Each write serialises the status as it is when the write
+   * begins, so the newest state always lands last. Not fsync'd: the page cache survives a
+   * crash of podshim, and a crash of the machine takes the tasks along (recovery reports them
+   * as Unknown whatever the file says).
+   */
+  private persistStatus(rec: ContainerRecord): Promise<void> {
+    const prev = this.statusWrites.get(rec.id) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(() => writeJsonAtomic(this.statusFile(rec.id), statusToJson(rec.status), { durable: false }));
+    this.statusWrites.set(rec.id, next);
+    const forget = (): void => {
+      if (this.statusWrites.get(rec.id) === next) this.statusWrites.delete(rec.id);
+    };
+    next.then(forget, forget);
+    return next;
   }
 }
 

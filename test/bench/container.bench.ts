@@ -11,6 +11,7 @@ import { startPodshim, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { latencyOf, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
 import { report, type Latency } from "./measure.js";
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
 const bed = inject("bed");
 const base = mkdtempSync(join(bed.tmpDir, "bench-container-"));
@@ -63,7 +64,12 @@ async function lifecycle(label: string, cri: CriClient): Promise<Latency[]> {
     const pod = pods[w]!;
     while (next < CONTAINERS) {
       const i = next++;
-      const config = { metadata: { name: `c-${i}`, attempt: 0 }, image: { image: bed.images.busybox }, command: ["sleep", "3600"], log_path: `c-${i}.log` };
+      const config = {
+        metadata: { name: `c-${i}`, attempt: 0 }, image: { image: bed.images.busybox }, command: ["sleep", "3600"], log_path: `c-${i}.log`,
+        // What the kubelet sends for every container: without it containerd 1.6 masks nothing
+        // while podshim applies its defaults, and the two would not do the same work.
+        linux: { security_context: { masked_paths: DEFAULT_MASKED_PATHS, readonly_paths: DEFAULT_READONLY_PATHS } },
+      };
       const { container_id: id }: { container_id: string } = await timed(times.create, () => cri.runtime("CreateContainer", { pod_sandbox_id: pod.id, config, sandbox_config: pod.config }, 60_000));
       await timed(times.start, () => cri.runtime("StartContainer", { container_id: id }, 60_000));
       await timed(times.status, () => cri.runtime("ContainerStatus", { container_id: id }));

@@ -1,5 +1,6 @@
 // containerd's own CRI plugin, the bar podshim's benchmarks compare against: a private
 // containerd with the plugin enabled, on the same CNI network and images as podshim uses.
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { startContainerd, type ContainerdHandle } from "../bed/containerd.js";
 import { criClient, type CriClient } from "../support/cri-client.js";
@@ -52,4 +53,15 @@ export async function timed<T>(bucket: number[], work: () => Promise<T>): Promis
   const res = await work();
   bucket.push(performance.now() - t);
   return res;
+}
+
+/** A pod for benchmarks: its logs under `base`, its cgroup under the bed's (teardown removes it). */
+export function benchPodConfig(bed: BedInfo, base: string, i: number) {
+  const uid = randomBytes(8).toString("hex");
+  return {
+    metadata: { name: `bench-${i}`, uid, namespace: "bench", attempt: 0 },
+    hostname: `bench-${i}`,
+    log_directory: join(base, "logs", uid),
+    linux: { cgroup_parent: `${bed.cgroupParent}/bench-${uid}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
+  };
 }

@@ -2,14 +2,13 @@
 // RemoveContainer), 4 in parallel, in pods that stay up, for podshim and for containerd's own
 // CRI plugin on the SAME containerd, with the same image and CNI network.
 import { afterAll, beforeAll, inject, it } from "vitest";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import type { CriClient } from "../support/cri-client.js";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
-import { latencyOf, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
+import { benchPodConfig, latencyOf, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
 import { report, type Latency } from "./measure.js";
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
@@ -41,20 +40,10 @@ afterAll(async () => {
   rmSync(base, { recursive: true, force: true });
 });
 
-function podConfig(i: number) {
-  const uid = randomBytes(8).toString("hex");
-  return {
-    metadata: { name: `bench-${i}`, uid, namespace: "bench", attempt: 0 },
-    hostname: `bench-${i}`,
-    log_directory: join(base, "logs", uid),
-    linux: { cgroup_parent: `${bed.cgroupParent}/bench-${uid}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
-  };
-}
-
 async function lifecycle(label: string, cri: CriClient): Promise<Latency[]> {
   // One pod per worker, as critest's benchmark does: containers come and go in a live pod.
   const pods = await Promise.all(Array.from({ length: CONCURRENCY }, async (_, i) => {
-    const config = podConfig(i);
+    const config = benchPodConfig(bed, base, i);
     const { pod_sandbox_id: id } = await cri.runtime("RunPodSandbox", { config }, 120_000);
     return { id: id as string, config };
   }));

@@ -2,11 +2,10 @@
 // pods in parallel, for podshim and for containerd's own CRI plugin on the SAME containerd
 // (a private one with its CRI plugin enabled), the same CNI bridge network and pause image.
 import { afterAll, beforeAll, inject, it } from "vitest";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { CriClient } from "../support/cri-client.js";
-import { latencyOf, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
+import { benchPodConfig, latencyOf, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { report, type Latency } from "./measure.js";
@@ -36,23 +35,13 @@ afterAll(async () => {
   rmSync(base, { recursive: true, force: true });
 });
 
-function podConfig(i: number) {
-  const uid = randomBytes(8).toString("hex");
-  return {
-    metadata: { name: `bench-${i}`, uid, namespace: "bench", attempt: 0 },
-    hostname: `bench-${i}`,
-    log_directory: join(base, "logs", uid),
-    linux: { cgroup_parent: `${bed.cgroupParent}/bench-${uid}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
-  };
-}
-
 async function lifecycle(label: string, cri: CriClient): Promise<Latency[]> {
   const times = { run: [] as number[], status: [] as number[], stop: [] as number[], remove: [] as number[] };
   let next = 0;
   const worker = async () => {
     while (next < PODS) {
       const i = next++;
-      const { pod_sandbox_id: id }: { pod_sandbox_id: string } = await timed(times.run, () => cri.runtime("RunPodSandbox", { config: podConfig(i) }, 120_000));
+      const { pod_sandbox_id: id }: { pod_sandbox_id: string } = await timed(times.run, () => cri.runtime("RunPodSandbox", { config: benchPodConfig(bed, base, i) }, 120_000));
       await timed(times.status, () => cri.runtime("PodSandboxStatus", { pod_sandbox_id: id }));
       await timed(times.stop, () => cri.runtime("StopPodSandbox", { pod_sandbox_id: id }, 60_000));
       await timed(times.remove, () => cri.runtime("RemovePodSandbox", { pod_sandbox_id: id }, 60_000));

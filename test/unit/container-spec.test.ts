@@ -25,17 +25,8 @@ import { CAPABILITY_NAMES } from "../../src/oci/capabilities.js";
 import { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 import { runtimeDefaultSeccomp } from "../../src/oci/seccomp.js";
 import type { LinuxSeccomp, Mount, Spec } from "../../src/oci/spec-types.js";
+import type { DeepPartial } from "../support/deep-partial.js";
 
-// What ts-proto's fromPartial accepts (its own DeepPartial is not exported).
-type DeepPartial<T> = T extends bigint
-  ? bigint
-  : T extends Buffer
-    ? Buffer
-    : T extends Array<infer U>
-      ? Array<DeepPartial<U>>
-      : T extends object
-        ? { [K in keyof T]?: DeepPartial<T[K]> }
-        : T;
 type SecurityContext = NonNullable<NonNullable<ContainerConfig["linux"]>["securityContext"]>;
 
 const ID = "c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0123456789";

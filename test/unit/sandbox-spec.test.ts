@@ -6,15 +6,8 @@ import { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } fr
 import type { LinuxSeccomp, Mount, Spec } from "../../src/oci/spec-types.js";
 import { buildSandboxSpec, cgroupsPath } from "../../src/sandbox/sandbox-spec.js";
 import type { SandboxSpecInput } from "../../src/sandbox/sandbox-spec.js";
+import type { DeepPartial } from "../support/deep-partial.js";
 
-// What ts-proto's fromPartial accepts (its own DeepPartial is not exported).
-type DeepPartial<T> = T extends bigint
-  ? bigint
-  : T extends Array<infer U>
-    ? Array<DeepPartial<U>>
-    : T extends object
-      ? { [K in keyof T]?: DeepPartial<T[K]> }
-      : T;
 type SecurityContext = NonNullable<NonNullable<PodSandboxConfig["linux"]>["securityContext"]>;
 
 const ID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

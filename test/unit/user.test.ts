@@ -3,6 +3,7 @@ import { resolveUser, parseGroup, parsePasswd } from "../../src/container/user.j
 import type { UserInput } from "../../src/container/user.js";
 import { InvalidArgumentError } from "../../src/errors/errors.js";
 import { LinuxContainerSecurityContext, SupplementalGroupsPolicy } from "../../src/gen/cri/runtime/v1/api.js";
+import type { DeepPartial } from "../support/deep-partial.js";
 
 // The shape of critest's test-image-user-uid-group and of busybox.
 const PASSWD = [
@@ -26,14 +27,6 @@ const GROUP = [
   "unrelated:x:70000:nobody",
 ].join("\n");
 
-// What ts-proto's fromPartial accepts (its own DeepPartial is not exported).
-type DeepPartial<T> = T extends bigint
-  ? bigint
-  : T extends Array<infer U>
-    ? Array<DeepPartial<U>>
-    : T extends object
-      ? { [K in keyof T]?: DeepPartial<T[K]> }
-      : T;
 type Sc = DeepPartial<LinuxContainerSecurityContext>;
 const sc = (partial: Sc) => LinuxContainerSecurityContext.fromPartial(partial);
 const resolve = (security: Sc | undefined, extra: Partial<UserInput> = {}) =>

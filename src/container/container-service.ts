@@ -27,7 +27,9 @@ import { KeyedLock } from "../util/keyed-lock.js";
 import { withTimeout } from "../util/timeout.js";
 import { StepTimer } from "../util/step-timer.js";
 import { prepareContainerSpec, specWithResources, type PreparedSpec } from "./container-spec-inputs.js";
-import type { Spec } from "../oci/spec-types.js";
+import type { Process, Spec } from "../oci/spec-types.js";
+import { execSync, startExec, type ExecSyncResult } from "./exec.js";
+import type { ExecParams, ProcessStreams } from "../streaming/backend.js";
 import {
   containerNameKey,
   ContainerState,
@@ -151,8 +153,8 @@ export class ContainerService {
       status: saved ? statusFromJson(saved) : freshStatus(meta.config ? ContainerConfig.fromJSON(meta.config).linux?.resources : undefined),
       removing: false,
     };
-    const cgroupsPath = fromJsonAny<{ linux?: { cgroupsPath?: string } }>(c.spec)?.linux?.cgroupsPath;
-    if (cgroupsPath) this.cgroupPaths.set(c.id, cgroupsPath);
+    const spec = fromJsonAny<Spec>(c.spec);
+    if (spec) this.specParts.set(c.id, { cgroupsPath: spec.linux.cgroupsPath, process: spec.process });
     const task = await this.tasks.get(c.id);
     if (rec.status.state === ContainerState.Created && task && task.status !== TaskStatusCode.CREATED) {
       // Started, but podshim went down before the start's checkpoint landed.
@@ -278,7 +280,7 @@ export class ContainerService {
    * while the cgroup still exists.
    */
   private async oomKillRecorded(rec: ContainerRecord): Promise<boolean> {
-    const path = this.cgroupPaths.get(rec.id);
+    const path = this.specParts.get(rec.id)?.cgroupsPath;
     if (!path) return false;
     for (const file of [`/sys/fs/cgroup/memory${path}/memory.oom_control`, `/sys/fs/cgroup${path}/memory.events`]) {
       const text = await readFile(file, "utf8").catch(() => "");
@@ -288,8 +290,9 @@ export class ContainerService {
     return false;
   }
 
-  /** cgroupfs paths of containers, for the OOM fallback. */
-  private readonly cgroupPaths = new Map<string, string>();
+  /** The parts of each container's OCI spec podshim needs after creating it: the cgroup
+   * path (OOM fallback) and the process (the template of exec'd processes). */
+  private readonly specParts = new Map<string, { cgroupsPath: string; process: Process }>();
 
   // ---------------------------------------------------------------- create
 
@@ -390,7 +393,7 @@ export class ContainerService {
       runtimeHandler: sandbox.runtimeHandler, status: freshStatus(config.linux?.resources), removing: false,
     };
     // No status file yet: a container without one is freshly created (see recover).
-    this.cgroupPaths.set(id, prepared.spec.linux.cgroupsPath);
+    this.specParts.set(id, { cgroupsPath: prepared.spec.linux.cgroupsPath, process: prepared.spec.process });
     return rec;
   }
 
@@ -569,7 +572,7 @@ export class ContainerService {
           rm(join(this.opts.config.state, "containers", found.id), { recursive: true, force: true }),
         ]);
         steps.mark("delete");
-        this.cgroupPaths.delete(found.id);
+        this.specParts.delete(found.id);
         this.store.delete(found.id);
         this.log.info({ container: found.id, ms: steps.ms }, "container removed");
       });
@@ -609,6 +612,35 @@ export class ContainerService {
       rec.status.resources = LinuxContainerResources.fromPartial(resources);
       await this.persistStatus(rec);
     });
+  }
+
+  /** A running container and its exec template, or the reason there is none. */
+  private runningForExec(idOrPrefix: string): { rec: ContainerRecord; template: Process } {
+    const rec = this.get(idOrPrefix);
+    if (rec.status.state !== ContainerState.Running) throw new FailedPreconditionError(`container ${rec.id} is ${rec.status.state}, not running: nothing can be exec'd in it`);
+    const template = this.specParts.get(rec.id)?.process;
+    if (!template) throw new FailedPreconditionError(`container ${rec.id} has no process spec to exec with`);
+    return { rec, template };
+  }
+
+  private execDir(id: string): string {
+    return join(this.opts.config.state, "containers", id, "exec");
+  }
+
+  private get execDeps() {
+    return { tasks: this.tasks, fifos: this.fifos, logger: this.log };
+  }
+
+  /** ExecSync: runs a command to its end; a non-zero exit is a result, not an error. */
+  async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResult> {
+    const { rec, template } = this.runningForExec(idOrPrefix);
+    return execSync(this.execDeps, { containerId: rec.id, template, cmd, dir: this.execDir(rec.id) }, timeoutSeconds);
+  }
+
+  /** A process for the streaming server's Exec. */
+  async exec(params: ExecParams): Promise<ProcessStreams> {
+    const { rec, template } = this.runningForExec(params.containerId);
+    return startExec(this.execDeps, { ...params, containerId: rec.id, template, dir: this.execDir(rec.id) });
   }
 
   /** ReopenContainerLog: after the kubelet renamed the log file, write to a new one. */

@@ -55,10 +55,10 @@ export class Tasks {
     return (await this.client.call(TasksService.list, { filter: "" }, opts)).tasks;
   }
 
-  /** Signalling a task that is gone is not an error. */
-  async kill(containerId: string, signal: number, all = false, opts: CallOptions = {}): Promise<void> {
+  /** Signalling a task (or, with execId, one exec'd process) that is gone is not an error. */
+  async kill(containerId: string, signal: number, all = false, opts: CallOptions = {}, execId = ""): Promise<void> {
     try {
-      await this.client.call(TasksService.kill, { containerId, execId: "", signal, all }, opts);
+      await this.client.call(TasksService.kill, { containerId, execId, signal, all }, opts);
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -69,10 +69,40 @@ export class Tasks {
     await this.client.call(TasksService.update, { containerId, resources, annotations: {} }, opts);
   }
 
-  /** Resolves when the task exits (or at once if it has). Pass a timeout or a signal. */
-  async wait(containerId: string, opts: CallOptions = {}): Promise<TaskExitInfo> {
-    const res = await this.client.call(TasksService.wait, { containerId, execId: "" }, opts);
+  /** Resolves when the task (or an exec'd process) exits, or at once if it has. Pass a timeout or a signal. */
+  async wait(containerId: string, opts: CallOptions = {}, execId = ""): Promise<TaskExitInfo> {
+    const res = await this.client.call(TasksService.wait, { containerId, execId }, opts);
     return { exitStatus: res.exitStatus, exitedAt: ns(res.exitedAt) };
+  }
+
+  /** Adds a process to a running task; `process` is an OCI process spec. Start it with startProcess. */
+  async exec(containerId: string, execId: string, process: Any, io: TaskIo, opts: CallOptions = {}): Promise<void> {
+    await this.client.call(TasksService.exec, {
+      containerId, execId, spec: process,
+      stdin: io.stdin ?? "", stdout: io.stdout ?? "", stderr: io.stderr ?? "", terminal: io.terminal ?? false,
+    }, { timeoutMs: 60_000, ...opts });
+  }
+
+  async startProcess(containerId: string, execId: string, opts: CallOptions = {}): Promise<number> {
+    return (await this.client.call(TasksService.start, { containerId, execId }, { timeoutMs: 60_000, ...opts })).pid;
+  }
+
+  async resizePty(containerId: string, execId: string, width: number, height: number, opts: CallOptions = {}): Promise<void> {
+    await this.client.call(TasksService.resizePty, { containerId, execId, width, height }, opts);
+  }
+
+  /** Closes a process's stdin (the shim keeps its FIFO open, so only this gives the process EOF). */
+  async closeStdin(containerId: string, execId: string, opts: CallOptions = {}): Promise<void> {
+    await this.client.call(TasksService.closeIo, { containerId, execId, stdin: true }, opts);
+  }
+
+  /** Forgets an exited exec'd process; a missing one is not an error. */
+  async deleteProcess(containerId: string, execId: string, opts: CallOptions = {}): Promise<void> {
+    try {
+      await this.client.call(TasksService.deleteProcess, { containerId, execId }, opts);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
 
   /** Deletes a stopped task; a missing one is not an error. */

@@ -22,6 +22,7 @@ import { containerStatus } from "./container-status.js";
 import { listContainers } from "./container-list.js";
 import { updateContainerResources } from "./container-update-resources.js";
 import { reopenContainerLog } from "./container-reopen-log.js";
+import { execSync } from "./container-exec-sync.js";
 
 /** RuntimeService handlers by RPC name. What is missing here answers UNIMPLEMENTED. */
 export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
@@ -44,6 +45,7 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       ListContainers: listContainers(deps),
       UpdateContainerResources: updateContainerResources(deps),
       ReopenContainerLog: reopenContainerLog(deps),
+      ExecSync: execSync(deps),
     },
   };
 }

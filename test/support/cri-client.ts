@@ -27,8 +27,10 @@ export interface CriClient {
 
 export function criClient(socket: string): CriClient {
   const address = `unix://${socket}`;
-  const runtime: Client = new pkg.runtime.v1.RuntimeService(address, credentials.createInsecure());
-  const image: Client = new pkg.runtime.v1.ImageService(address, credentials.createInsecure());
+  // The kubelet's limits: 16 MiB each way.
+  const limits = { "grpc.max_receive_message_length": 16 * 1024 * 1024, "grpc.max_send_message_length": 16 * 1024 * 1024 };
+  const runtime: Client = new pkg.runtime.v1.RuntimeService(address, credentials.createInsecure(), limits);
+  const image: Client = new pkg.runtime.v1.ImageService(address, credentials.createInsecure(), limits);
   const caller = (client: any): Call => (method, request = {}, deadlineMs = 30_000) =>
     new Promise((resolve, reject) => {
       if (typeof client[method] !== "function") throw new Error(`no such CRI method ${method}`);

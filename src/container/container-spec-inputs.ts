@@ -2,15 +2,16 @@
 // own /etc/passwd and /etc/group (read through the snapshot's layers, nothing mounted), host
 // paths and devices, Localhost seccomp profiles, and facts about the node that do not change
 // while podshim runs (cgroup version, controllers, capabilities, AppArmor), read once.
-import { access, readFile, stat } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import type { Config } from "../config/options.js";
 import type { Mount as SnapshotMount } from "../containerd/snapshots.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import { NamespaceMode, SecurityProfile_ProfileType, type ContainerConfig, type LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
+import { NamespaceMode, type ContainerConfig, type LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
 import type { ImageEntry } from "../image/image-store.js";
 import { capabilitiesFromMask } from "../oci/capabilities.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
-import type { LinuxSeccomp, Spec } from "../oci/spec-types.js";
+import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
+import type { Spec } from "../oci/spec-types.js";
 import type { SandboxFilePaths } from "../sandbox/sandbox-files.js";
 import type { SandboxRecord } from "../sandbox/sandbox-store.js";
 import { applyResourceUpdate, buildContainerSpec, effectiveStopSignal, type ResourceOptions } from "./container-spec.js";
@@ -88,7 +89,7 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
     resolveDevices(config.devices),
     privileged ? hostDevices() : Promise.resolve(undefined),
     readFile(req.files.hostname, "utf8").then((h) => h.trim(), () => ""),
-    localhostSeccompProfiles(config),
+    loadLocalhostSeccomp(config.linux?.securityContext),
   ]);
   const user = resolveUser({ ...(sc ? { security: sc } : {}), imageUser: image.config.config?.User ?? "", passwd, group });
 
@@ -138,45 +139,4 @@ async function checkHostPaths(config: ContainerConfig): Promise<void> {
 /** A stored spec with new resources, for UpdateContainerResources. */
 export async function specWithResources(spec: Spec, resources: LinuxContainerResources): Promise<Spec> {
   return applyResourceUpdate(spec, resources, await nodeFacts());
-}
-
-/**
- * The Localhost profile a container names (localhost_ref, or the deprecated
- * seccomp_profile_path "localhost/<path>"), read from the node. Docker-format profiles load too:
- * their extra fields are left out.
- */
-async function localhostSeccompProfiles(config: ContainerConfig): Promise<Record<string, LinuxSeccomp>> {
-  const sc = config.linux?.securityContext;
-  let ref: string | undefined;
-  if (sc?.seccomp?.profileType === SecurityProfile_ProfileType.Localhost) ref = sc.seccomp.localhostRef;
-  else if (sc?.seccomp === undefined && sc?.seccompProfilePath.startsWith("localhost/")) ref = sc.seccompProfilePath.slice("localhost/".length);
-  if (ref === undefined) return {};
-  const path = ref.replace(/^localhost\//, "");
-  if (!path.startsWith("/")) throw new InvalidArgumentError(`seccomp profile ${JSON.stringify(ref)} must be an absolute path on the node`);
-  let text: string;
-  try {
-    if (!(await stat(path)).isFile()) throw new Error("not a regular file");
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    throw new InvalidArgumentError(`seccomp profile ${path} cannot be read: ${(err as Error).message}`, { cause: err });
-  }
-  let raw: Partial<LinuxSeccomp>;
-  try {
-    raw = JSON.parse(text) as Partial<LinuxSeccomp>;
-  } catch (err) {
-    throw new InvalidArgumentError(`seccomp profile ${path} is not valid JSON`, { cause: err });
-  }
-  if (typeof raw.defaultAction !== "string") throw new InvalidArgumentError(`seccomp profile ${path} has no defaultAction`);
-  const profile: LinuxSeccomp = { defaultAction: raw.defaultAction };
-  if (raw.defaultErrnoRet !== undefined) profile.defaultErrnoRet = raw.defaultErrnoRet;
-  if (raw.architectures !== undefined) profile.architectures = raw.architectures;
-  if (raw.flags !== undefined) profile.flags = raw.flags;
-  if (raw.syscalls !== undefined) {
-    profile.syscalls = raw.syscalls.map((s) => ({
-      names: s.names, action: s.action,
-      ...(s.errnoRet !== undefined ? { errnoRet: s.errnoRet } : {}),
-      ...(s.args !== undefined ? { args: s.args } : {}),
-    }));
-  }
-  return { [path]: profile, [ref]: profile };
 }

@@ -22,6 +22,9 @@ import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { mountTmpfs, unmountAndRemove } from "../util/mount.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
+import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
+import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
+import { defaultCapabilities } from "../oci/defaults.js";
 import { renderHosts, renderResolvConf, type SandboxFilePaths } from "./sandbox-files.js";
 import { nameKeyOf, SandboxState, SandboxStore, type SandboxRecord } from "./sandbox-store.js";
 
@@ -246,6 +249,8 @@ export class SandboxService {
       id, config, image: pause.config, netnsPath: hostNetwork ? undefined : netnsPath, runtimeHandler,
       cgroupDriver: this.opts.config.cgroupDriver, restrictOomScoreAdj: this.opts.config.restrictOomScoreAdj,
       currentOomScoreAdj: Number((await readFile("/proc/self/oom_score_adj", "utf8")).trim()), files,
+      defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities()),
+      localhostSeccomp: await loadLocalhostSeccomp(config.linux?.securityContext),
     });
 
     const network = (async () => {

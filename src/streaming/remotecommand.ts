@@ -239,11 +239,14 @@ function forward(from: Readable, to: Writable, logger: Logger, what: string): { 
     from.unpipe(to);
     from.off("error", onError);
     to.off("error", onError);
+    to.off("close", stop);
     // Keep draining a source nobody reads any more, or the process blocks on a full pipe.
     if (!from.destroyed) from.resume();
   };
   from.on("error", onError);
   to.on("error", onError);
+  // A client that resets its stream closes it without an error; the source must not stall.
+  to.on("close", stop);
   from.pipe(to);
   return { stop };
 }

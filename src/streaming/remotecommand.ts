@@ -14,6 +14,7 @@
 import type { Readable, Writable } from "node:stream";
 import { messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
+import { sleep } from "../util/timeout.js";
 import type { AttachParams, ExecParams, ProcessStreams, StreamingBackend, TerminalSize } from "./backend.js";
 
 export const RemoteCommandProtocol = {
@@ -141,6 +142,9 @@ export function encodeStatus(outcome: SessionOutcome, generation: number): Buffe
 
 // ---------------------------------------------------------------------------------------------
 // Resize events
+
+/** How long an ending attach waits for the backend to end its output copies. */
+const ATTACH_DRAIN_MS = 5_000;
 
 /** A garbage resize stream must not grow memory without bound; real objects are ~30 bytes. */
 const MAX_RESIZE_PENDING = 64 * 1024;
@@ -347,8 +351,10 @@ export async function runRemoteCommand(opts: RunRemoteCommandOptions): Promise<v
 
   const forwards: Array<{ stop(): void }> = [];
   const outputsFlushed: Array<Promise<void>> = [];
+  const outputSources: Readable[] = [];
   const wireOutput = (from: Readable | undefined, to: Writable | undefined, name: string): void => {
     if (from && to) {
+      outputSources.push(from);
       forwards.push(forward(from, to, logger, name));
       outputsFlushed.push(settled(to));
     } else {
@@ -407,6 +413,16 @@ export async function runRemoteCommand(opts: RunRemoteCommandOptions): Promise<v
       if (outputsFlushed.length > 0) endOfAttach.push(Promise.all(outputsFlushed));
       else endOfAttach.push(stdinDone);
       await Promise.race(endOfAttach);
+      if (!signal.aborted) {
+        // Detaching ends the backend's copies of the output; what they still hold reaches the
+        // client before the status does. A backend that never ends them is cut off.
+        streams.detach();
+        const drainTimer = new AbortController();
+        await Promise.race([Promise.all(outputSources.map(ended)), sleep(ATTACH_DRAIN_MS, drainTimer.signal), aborted(signal)]);
+        drainTimer.abort();
+        stopOutputs();
+        await Promise.race([Promise.all(outputsFlushed), aborted(signal)]);
+      }
       outcome = signal.aborted ? "gone" : { kind: "success" };
     }
   } catch (err) {
@@ -419,8 +435,6 @@ export async function runRemoteCommand(opts: RunRemoteCommandOptions): Promise<v
     for (const f of forwards) f.stop();
     return;
   }
-  // Attach may end by detaching while the container lives on: let go of its streams.
-  if (request.kind === "attach") streams.detach();
   for (const f of forwards) f.stop();
   finish(outcome);
 }

@@ -164,6 +164,22 @@ describe("WebSocket attach", () => {
     expect(JSON.parse(c.received(3).toString())).toEqual({ metadata: {}, status: "Success" });
   });
 
+  it("delivers the last output of a container that exits right after writing it, before the status", async () => {
+    const url = h.server.attachUrl({ containerId: "c1", tty: false, stdin: false, stdout: true, stderr: true });
+    const c = await connectWs(url, ["v4.channel.k8s.io"]);
+    const proc = await h.backend.nextProcess(0);
+    proc.write("stdout", "last words");
+    proc.write("stderr", "and a warning");
+    proc.exit(3);
+    await c.closed;
+    expect(c.received(1).toString()).toBe("last words");
+    expect(c.received(2).toString()).toBe("and a warning");
+    // Attach never reports an exit code.
+    expect(JSON.parse(c.received(3).toString())).toEqual({ metadata: {}, status: "Success" });
+    const statusIndex = c.messages.findIndex((m) => m.channel === 3);
+    expect(c.messages.slice(statusIndex + 1)).toEqual([]);
+  });
+
   it("with a TTY the client's stdin EOF detaches", async () => {
     const url = h.server.attachUrl({ containerId: "c1", tty: true, stdin: true, stdout: true, stderr: false });
     const c = await connectWs(url, ["v5.channel.k8s.io"]);

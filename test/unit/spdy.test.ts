@@ -1,10 +1,14 @@
 // The SPDY/3.1 engine: frame and header codecs against the draft's facts and Node's own
 // streaming zlib, then whole sessions over real TCP with the test client playing client-go.
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import { connect as netConnect, type AddressInfo, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { constants as zlibConstants, createDeflate, createInflate } from "node:zlib";
 import { pino } from "pino";
@@ -683,5 +687,197 @@ describe("SPDY session", () => {
     await session.closed;
     expect(session.goAway?.status).toBe(GoAwayStatus.Ok);
     expect(srv.sessions[0]!.closed).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real peer: kubectl (client-go over moby/spdystream) against a fake API server whose exec
+// and port-forward endpoints run on this engine. Skipped where kubectl is not installed.
+
+const kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].find((p) => existsSync(p));
+
+describe.skipIf(kubectl === undefined)("SPDY with kubectl as the client", () => {
+  let cacheDir = "";
+  beforeAll(() => {
+    cacheDir = mkdtempSync(join(tmpdir(), "podshim-kubectl-"));
+  });
+  afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+  const children: ChildProcess[] = [];
+  afterEach(async () => {
+    await Promise.all(
+      children.splice(0).map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : (c.kill("SIGKILL"), once(c, "close")))),
+    );
+  });
+
+  const podJson = {
+    kind: "Pod",
+    apiVersion: "v1",
+    metadata: { name: "p1", namespace: "default", uid: "u1" },
+    spec: { containers: [{ name: "c1", image: "x" }] },
+    status: { phase: "Running", containerStatuses: [{ name: "c1", ready: true, restartCount: 0, image: "x", imageID: "", state: { running: {} } }] },
+  };
+  const discovery: Record<string, unknown> = {
+    "/api": { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: "127.0.0.1" }] },
+    "/apis": { kind: "APIGroupList", apiVersion: "v1", groups: [] },
+    "/api/v1": {
+      kind: "APIResourceList",
+      groupVersion: "v1",
+      resources: [
+        { name: "pods", singularName: "pod", namespaced: true, kind: "Pod", verbs: ["get", "list"] },
+        { name: "pods/exec", singularName: "", namespaced: true, kind: "PodExecOptions", verbs: ["create", "get"] },
+        { name: "pods/portforward", singularName: "", namespaced: true, kind: "PodPortForwardOptions", verbs: ["create", "get"] },
+      ],
+    },
+    "/api/v1/namespaces/default/pods/p1": podJson,
+  };
+
+  /** exec: reports what stdin brought, optionally `big N` bytes of output, exits with `exit=N`. */
+  function serveExec(session: SpdySession, q: URLSearchParams, protocol: string): void {
+    const want = new Set(["error"]);
+    if (q.get("stdin") === "true") want.add("stdin");
+    if (q.get("stdout") === "true") want.add("stdout");
+    if (q.get("stderr") === "true") want.add("stderr");
+    const streams = new Map<string, SpdyStream>();
+    session.on("stream", (s: SpdyStream) => {
+      s.reply();
+      streams.set(s.headers["streamtype"] ?? "", s);
+      if (streams.size === want.size) run();
+    });
+    function run(): void {
+      const cmd = q.getAll("command");
+      const hash = createHash("sha256");
+      let n = 0;
+      const finish = () => {
+        const stdout = streams.get("stdout")!;
+        stdout.write(`protocol=${protocol} stdin=${n} sha=${hash.digest("hex")}\n`);
+        if (cmd[0] === "big") stdout.write(Buffer.alloc(Number(cmd[1]), 0x61));
+        stdout.end();
+        streams.get("stderr")?.end("some stderr\n");
+        const code = Number(/^exit=(\d+)$/.exec(cmd.at(-1) ?? "")?.[1] ?? 0);
+        const status =
+          code === 0
+            ? { metadata: {}, status: "Success" }
+            : {
+                metadata: {},
+                status: "Failure",
+                message: `command terminated with non-zero exit code: exit status ${code}`,
+                reason: "NonZeroExitCode",
+                details: { causes: [{ reason: "ExitCode", message: String(code) }] },
+              };
+        streams.get("error")!.end(JSON.stringify(status));
+        session.close();
+      };
+      streams.get("error")!.resume();
+      const stdin = streams.get("stdin");
+      if (!stdin) return finish();
+      stdin.on("data", (d: Buffer) => {
+        hash.update(d);
+        n += d.length;
+      });
+      stdin.on("end", finish);
+    }
+  }
+
+  /** port-forward: each data stream echoes upper-cased; FINs data and error once the client FINs. */
+  function servePortForward(session: SpdySession): void {
+    const errors = new Map<string, SpdyStream>();
+    session.on("stream", (s: SpdyStream) => {
+      s.reply();
+      const id = s.headers["requestid"] ?? "";
+      if (s.headers["streamtype"] === "error") {
+        s.resume();
+        errors.set(id, s);
+        return;
+      }
+      s.on("data", (d: Buffer) => s.write(Buffer.from(d.toString("latin1").toUpperCase(), "latin1")));
+      s.on("end", () => {
+        s.end();
+        errors.get(id)?.end();
+      });
+    });
+  }
+
+  async function startApiServer(): Promise<string> {
+    const server = http.createServer((req, res) => {
+      const body = discovery[new URL(req.url ?? "/", "http://x").pathname];
+      if (body === undefined) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+    });
+    server.on("connection", (s: Socket) => serverSockets.push(s));
+    server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = new URL(req.url ?? "/", "http://x");
+      const portForward = url.pathname.endsWith("/portforward");
+      const protocol = acceptSpdyUpgrade(req, socket, portForward ? ["portforward.k8s.io"] : EXEC_PROTOCOLS);
+      if (protocol === undefined) return;
+      const session = new SpdySession(socket, head, { logger });
+      if (portForward) servePortForward(session);
+      else serveExec(session, url.searchParams, protocol);
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    servers.push(server);
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  function runKubectl(api: string, args: string[], stdin?: Buffer) {
+    const child = spawn(kubectl!, ["--kubeconfig=/dev/null", `--server=${api}`, `--cache-dir=${cacheDir}`, "-n", "default", ...args], {
+      // SPDY only: newer kubectl would try WebSocket first (and fall back to SPDY anyway).
+      env: { ...process.env, KUBECTL_REMOTE_COMMAND_WEBSOCKETS: "false", KUBECTL_PORT_FORWARD_WEBSOCKETS: "false", HOME: cacheDir },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    children.push(child);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on("data", (d: Buffer) => out.push(d));
+    child.stderr!.on("data", (d: Buffer) => err.push(d));
+    child.stdin!.on("error", () => {});
+    child.stdin!.end(stdin ?? Buffer.alloc(0));
+    const done = new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((resolve) =>
+      child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() })),
+    );
+    return { child, done, stderrText: () => Buffer.concat(err).toString(), stdoutText: () => Buffer.concat(out).toString() };
+  }
+
+  it("execs with 3 MB of stdin, output on both streams, and exit codes", { timeout: 30_000 }, async () => {
+    const api = await startApiServer();
+    const input = randomBytes(3_000_000);
+    const ok = await runKubectl(api, ["exec", "-i", "p1", "-c", "c1", "--", "cat"], input).done;
+    expect(ok.stderr).toContain("some stderr");
+    expect(ok.stdout.toString()).toBe(`protocol=v4.channel.k8s.io stdin=${input.length} sha=${sha256(input)}\n`);
+    expect(ok.code).toBe(0);
+
+    const failed = await runKubectl(api, ["exec", "p1", "-c", "c1", "--", "false", "exit=7"]).done;
+    expect(failed.stderr).toContain("command terminated with exit code 7");
+    expect(failed.code).toBe(7);
+
+    const big = await runKubectl(api, ["exec", "p1", "-c", "c1", "--", "big", "5000000"]).done;
+    expect(big.code).toBe(0);
+    expect(big.stdout.length).toBe(5_000_000 + big.stdout.indexOf("\n") + 1);
+  });
+
+  it("port-forwards several connections at once through one SPDY session", { timeout: 30_000 }, async () => {
+    const api = await startApiServer();
+    const pf = runKubectl(api, ["port-forward", "--address=127.0.0.1", "pod/p1", ":80"]);
+    await waitFor(() => /Forwarding from 127\.0\.0\.1:\d+/.test(pf.stdoutText()), "kubectl port-forward to listen", 15_000);
+    const localPort = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(pf.stdoutText())![1]);
+    const roundTrip = (n: number) =>
+      new Promise<boolean>((resolve, reject) => {
+        const data = Buffer.from(randomBytes(n).toString("hex").slice(0, n), "latin1");
+        const socket = netConnect(localPort, "127.0.0.1");
+        const parts: Buffer[] = [];
+        socket.on("data", (d: Buffer) => parts.push(d));
+        socket.on("end", () => {
+          socket.end();
+          resolve(Buffer.concat(parts).toString("latin1") === data.toString("latin1").toUpperCase());
+        });
+        socket.on("error", reject);
+        socket.end(data);
+      });
+    expect(await Promise.all([roundTrip(10), roundTrip(100_000), roundTrip(2_000_000), roundTrip(700_000)])).toEqual([true, true, true, true]);
+    expect(await roundTrip(1_234_567)).toBe(true);
+    expect(pf.stderrText()).not.toMatch(/error|unable/i);
   });
 });

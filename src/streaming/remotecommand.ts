@@ -426,6 +426,8 @@ export async function runRemoteCommand(opts: RunRemoteCommandOptions): Promise<v
       outcome = signal.aborted ? "gone" : { kind: "success" };
     }
   } catch (err) {
+    // The backend lost track of the process; an attach must not keep teeing to this session.
+    if (request.kind === "attach") streams.detach();
     outcome = { kind: "error", message: messageOf(err) };
   }
 

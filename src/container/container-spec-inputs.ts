@@ -82,9 +82,8 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
 
   const privileged = sc?.privileged === true;
   // Independent reads, all at once.
-  const [passwd, group, mountSources, devices, host, hostname, localhostSeccomp] = await Promise.all([
-    readRootfsFile(req.rootfs, "/etc/passwd"),
-    readRootfsFile(req.rootfs, "/etc/group"),
+  const [{ passwd, group }, mountSources, devices, host, hostname, localhostSeccomp] = await Promise.all([
+    userFiles(image.chainId, req.rootfs),
     checkHostPaths(config).then(() => prepareMountSources(config.mounts)),
     resolveDevices(config.devices),
     privileged ? hostDevices() : Promise.resolve(undefined),
@@ -125,6 +124,25 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
     mountSources,
   });
   return { spec, user, stopSignal: effectiveStopSignal(config, image.config) };
+}
+
+/** Images whose passwd and group files were read lately, by chain id. */
+const userFilesCache = new Map<string, Promise<{ passwd: string | undefined; group: string | undefined }>>();
+const USER_FILES_CACHE_SIZE = 64;
+
+/**
+ * The image's /etc/passwd and /etc/group. A new container's snapshot has an empty upper layer,
+ * so they depend on the image alone: read once per image, not once per container.
+ */
+function userFiles(chainId: string, rootfs: SnapshotMount[]): Promise<{ passwd: string | undefined; group: string | undefined }> {
+  let files = userFilesCache.get(chainId);
+  if (!files) {
+    files = Promise.all([readRootfsFile(rootfs, "/etc/passwd"), readRootfsFile(rootfs, "/etc/group")]).then(([passwd, group]) => ({ passwd, group }));
+    files.catch(() => userFilesCache.delete(chainId));
+    userFilesCache.set(chainId, files);
+    if (userFilesCache.size > USER_FILES_CACHE_SIZE) userFilesCache.delete(userFilesCache.keys().next().value!);
+  }
+  return files;
 }
 
 async function checkHostPaths(config: ContainerConfig): Promise<void> {

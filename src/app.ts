@@ -16,6 +16,10 @@ import { SandboxService } from "./sandbox/sandbox-service.js";
 import { ContainerService } from "./container/container-service.js";
 import { EventMonitor } from "./containerd/events.js";
 import type { Envelope } from "./gen/containerd/types/event.js";
+import { StreamingServer } from "./streaming/server.js";
+import { StatsService } from "./stats/stats-service.js";
+import { statsSource } from "./container/stats-source.js";
+import { readFileSync } from "node:fs";
 import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js";
 import type { CriDeps } from "./cri/deps.js";
 import { ImageServiceService, RuntimeServiceService } from "./gen/cri/runtime/v1/api.js";
@@ -39,6 +43,8 @@ export class App {
   private readonly images: ImageService;
   private readonly sandboxes: SandboxService;
   private readonly containers: ContainerService;
+  private readonly streaming: StreamingServer;
+  private readonly stats: StatsService;
   private readonly events: EventMonitor;
   /** Events that arrive while state is being loaded wait here, then run in order. */
   private pendingEvents: Envelope[] | undefined = [];
@@ -76,7 +82,15 @@ export class App {
       await Promise.all([this.sandboxes.resync(), this.containers.resync()]);
     });
 
-    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers };
+    const tls = config.streamTlsCert && config.streamTlsKey ? { cert: readFileSync(config.streamTlsCert), key: readFileSync(config.streamTlsKey) } : undefined;
+    this.streaming = new StreamingServer({ host: config.streamAddress.host, port: config.streamAddress.port, backend: this.containers, logger: logger.child({ part: "streaming" }), ...(tls ? { tls } : {}) });
+
+    this.stats = new StatsService({
+      source: statsSource(this.containers, this.sandboxes, config), snapshots, logger: logger.child({ part: "stats" }),
+      fsMountpoint: () => this.images.snapshotterRoot(),
+    });
+
+    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers, streaming: this.streaming, stats: this.stats };
     const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready };
     this.server.add({ definition: RuntimeServiceService, implementation: implementService(RuntimeServiceService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
     this.server.add({ definition: ImageServiceService, implementation: implementService(ImageServiceService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
@@ -97,9 +111,11 @@ export class App {
     else this.logger.warn("containerd is not reachable: serving anyway; images load when it comes up");
     this.health.start();
     await this.network.network();
+    await this.streaming.start();
+    this.stats.start();
     await this.server.listen();
     this.ready = true;
-    this.logger.info({ endpoint: `unix://${this.config.listen}`, version: RUNTIME_VERSION, containerd: this.config.containerd, namespace: this.config.namespace }, "podshim is serving CRI");
+    this.logger.info({ endpoint: `unix://${this.config.listen}`, streaming: this.streaming.baseUrl, version: RUNTIME_VERSION, containerd: this.config.containerd, namespace: this.config.namespace }, "podshim is serving CRI");
   }
 
   private dispatch(env: Envelope): void {
@@ -151,6 +167,8 @@ export class App {
     await this.server.stop(SHUTDOWN_GRACE_MS);
     this.ready = false;
     this.health.stop();
+    await this.streaming.stop();
+    this.stats.stop();
     this.events.stop();
     this.containers.stop();
     this.network.close();

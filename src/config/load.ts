@@ -95,13 +95,17 @@ export async function loadConfig(cmd: CommandLine): Promise<Config> {
     }
   }
   if (text !== undefined) config = applyToml(config, text, file);
-  return applyFlags(config, cmd.flags);
+  config = applyFlags(config, cmd.flags);
+  if ((config.streamTlsCert === "") !== (config.streamTlsKey === "")) {
+    throw new ConfigError("--stream-tls-cert and --stream-tls-key go together: give both for https streaming, or neither");
+  }
+  return config;
 }
 
 export function usage(): string {
   const rows = (OPTIONS as readonly OptionSpec[]).map((o) => {
     const left = `  --${o.flag}${o.kind === "boolean" ? "" : ` ${o.metavar ?? "VALUE"}`}`;
-    return `${left.padEnd(36)}${o.help} (default ${o.defaultText}; TOML key ${o.toml})`;
+    return `${left.padEnd(36)}${o.help} (default ${o.defaultText === "" ? "none" : o.defaultText}; TOML key ${o.toml})`;
   });
   return [
     "Usage: podshim [flags]",

@@ -16,6 +16,9 @@ export interface Config {
   pauseImage: string;
   registryConfigDir: string;
   streamAddress: { host: string; port: number };
+  /** PEM files for a TLS streaming server; "" = plain HTTP (the default, on loopback). */
+  streamTlsCert: string;
+  streamTlsKey: string;
   restrictOomScoreAdj: boolean;
   cgroupDriver: CgroupDriver;
   logLevel: LogLevel;
@@ -84,6 +87,12 @@ function bool(raw: unknown, source: string): boolean {
   throw new ConfigError(`${source} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
+/** An absolute path, or "" for none. */
+function optionalPath(raw: unknown, source: string): string {
+  if (raw === "") return "";
+  return absPath(raw, source);
+}
+
 function pathList(raw: unknown, source: string): string[] {
   const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(":") : undefined;
   if (!items) throw new ConfigError(`${source} must be a colon-separated list of directories`);
@@ -146,6 +155,10 @@ export const OPTIONS = [
     defaultText: "/etc/podshim/certs.d", help: "containerd-style certs.d tree of <host>/hosts.toml files" }),
   spec({ key: "streamAddress", flag: "stream-address", toml: "stream_address", kind: "string", metavar: "HOST:PORT", parse: parseHostPort,
     defaultText: "127.0.0.1:0", help: "address of the exec/attach/port-forward streaming server" }),
+  spec({ key: "streamTlsCert", flag: "stream-tls-cert", toml: "stream_tls_cert", kind: "string", metavar: "FILE", parse: optionalPath,
+    defaultText: "", help: "PEM certificate of the streaming server; with --stream-tls-key it serves https" }),
+  spec({ key: "streamTlsKey", flag: "stream-tls-key", toml: "stream_tls_key", kind: "string", metavar: "FILE", parse: optionalPath,
+    defaultText: "", help: "PEM private key of the streaming server" }),
   spec({ key: "restrictOomScoreAdj", flag: "restrict-oom-score-adj", toml: "restrict_oom_score_adj", kind: "boolean", parse: bool,
     defaultText: "false", help: "never ask for an oom_score_adj below podshim's own (hosts without CAP_SYS_RESOURCE)" }),
   spec({ key: "cgroupDriver", flag: "cgroup-driver", toml: "cgroup_driver", kind: "string", metavar: "DRIVER", parse: oneOf(CGROUP_DRIVERS),

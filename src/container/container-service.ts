@@ -29,7 +29,11 @@ import { StepTimer } from "../util/step-timer.js";
 import { prepareContainerSpec, specWithResources, type PreparedSpec } from "./container-spec-inputs.js";
 import type { Process, Spec } from "../oci/spec-types.js";
 import { execSync, startExec, type ExecSyncResult } from "./exec.js";
-import type { ExecParams, ProcessStreams } from "../streaming/backend.js";
+import type { AttachParams, ExecParams, ProcessExit, ProcessStreams, StreamingBackend } from "../streaming/backend.js";
+import { attachTo } from "./attach.js";
+import { connectInNetns } from "../network/port-forward.js";
+import type { Duplex } from "node:stream";
+import { deferred, type Deferred } from "../util/deferred.js";
 import {
   containerNameKey,
   ContainerState,
@@ -90,7 +94,7 @@ export interface ContainerServiceOptions {
  * with its metadata as an extension, the task) and in a status file per container under the
  * root dir, written atomically at every transition; the store is an index of both.
  */
-export class ContainerService {
+export class ContainerService implements StreamingBackend {
   readonly store = new ContainerStore();
   private readonly lock = new KeyedLock();
   private readonly containers: ContainerRecords;
@@ -248,9 +252,23 @@ export class ContainerService {
       if (exitStatus === 137 && !rec.status.oomKilled) rec.status.oomKilled = await this.oomKillRecorded(rec);
       this.finish(rec, exitStatus, exitedAt);
       await this.persistStatus(rec);
+      this.exitWaiters.get(id)?.resolve({ exitCode: rec.status.exitCode });
+      this.exitWaiters.delete(id);
       await this.deleteExitedTask(id);
       this.log.info({ container: id, exitCode: rec.status.exitCode, reason: rec.status.reason }, "container exited");
     });
+  }
+
+  /** Attached clients waiting for a container's end. */
+  private readonly exitWaiters = new Map<string, Deferred<ProcessExit>>();
+
+  private exitOf(id: string): Promise<ProcessExit> {
+    let d = this.exitWaiters.get(id);
+    if (!d) {
+      d = deferred<ProcessExit>();
+      this.exitWaiters.set(id, d);
+    }
+    return d.promise;
   }
 
   /** Ids whose exited task could not be deleted: RemoveContainer tries again. */
@@ -643,6 +661,32 @@ export class ContainerService {
     return startExec(this.execDeps, { ...params, containerId: rec.id, template, dir: this.execDir(rec.id) });
   }
 
+  /** The streaming server's Attach: the container's own stdio. */
+  async attach(params: AttachParams): Promise<ProcessStreams> {
+    const rec = this.get(params.containerId);
+    if (rec.status.state !== ContainerState.Running) throw new FailedPreconditionError(`container ${rec.id} is ${rec.status.state}, not running: there is nothing to attach to`);
+    const io = this.io.get(rec.id);
+    if (!io) throw new FailedPreconditionError(`container ${rec.id} has no attached output (podshim could not reattach after a restart)`);
+    return attachTo({
+      log: io.log,
+      ...(io.stdin ? { stdin: io.stdin } : {}),
+      tty: rec.config.tty,
+      stdinOnce: rec.config.stdinOnce,
+      closeStdin: async () => {
+        io.stdin?.end();
+        await this.tasks.closeStdin(rec.id, "");
+      },
+      resize: (size) => this.tasks.resizePty(rec.id, "", size.width, size.height),
+      exited: this.exitOf(rec.id),
+    }, params);
+  }
+
+  /** The streaming server's PortForward: a connection to a port inside a ready pod. */
+  async portForward(podSandboxId: string, port: number): Promise<Duplex> {
+    const sandbox = this.readySandbox(podSandboxId);
+    return connectInNetns(sandbox.netnsPath, port);
+  }
+
   /** ReopenContainerLog: after the kubelet renamed the log file, write to a new one. */
   async reopenLog(idOrPrefix: string): Promise<void> {
     const rec = this.get(idOrPrefix);
@@ -650,6 +694,11 @@ export class ContainerService {
     const io = this.io.get(rec.id);
     if (!io) throw new FailedPreconditionError(`container ${rec.id} has no attached output (podshim could not reattach after a restart)`);
     await io.log.reopen();
+  }
+
+  /** The cgroupsPath of a container's spec ("" when unknown), for stats. */
+  cgroupsPathOf(id: string): string {
+    return this.specParts.get(id)?.cgroupsPath ?? "";
   }
 
   /** The record for a status call; unknown is NOT_FOUND. */

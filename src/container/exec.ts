@@ -54,11 +54,13 @@ export async function startExec(deps: ExecDeps, req: ExecRequest): Promise<Proce
   const log = deps.logger.child({ container: req.containerId, exec: execId });
   const cleanup = new CleanupStack(log);
   const path = (s: string) => join(req.dir, `${execId}-${s}`);
+  // Output FIFOs are made whether or not the client wants the stream: the shim treats an empty
+  // path as a file name and fails the start. What nobody asked for is read and dropped.
   const paths = {
     stdin: req.stdin ? path("stdin") : "",
-    stdout: req.stdout ? path("stdout") : "",
+    stdout: path("stdout"),
     // A terminal merges both streams into one.
-    stderr: req.stderr && !req.tty ? path("stderr") : "",
+    stderr: req.tty ? "" : path("stderr"),
   };
   try {
     await mkdir(req.dir, { recursive: true, mode: 0o700 });
@@ -79,7 +81,11 @@ export async function startExec(deps: ExecDeps, req: ExecRequest): Promise<Proce
     cleanup.push("delete process", () => tasks.deleteProcess(req.containerId, execId));
     await tasks.startProcess(req.containerId, execId);
     cleanup.dismiss();
-    return new ExecProcess(deps, log, req.containerId, execId, { stdout, stderr, stdin }, fifos);
+    const wanted = (s: Socket | undefined, want: boolean): Socket | undefined => {
+      if (s && !want) s.resume();
+      return want ? s : undefined;
+    };
+    return new ExecProcess(deps, log, req.containerId, execId, { stdout: wanted(stdout, req.stdout), stderr: wanted(stderr, req.stderr), stdin }, fifos, [stdout, stderr]);
   } catch (err) {
     await cleanup.unwind();
     throw err;
@@ -98,8 +104,10 @@ class ExecProcess implements ProcessStreams {
     private readonly log: Logger,
     private readonly containerId: string,
     private readonly execId: string,
-    streams: { stdout?: Socket; stderr?: Socket; stdin?: Socket },
+    streams: { stdout?: Socket | undefined; stderr?: Socket | undefined; stdin?: Socket | undefined },
     private readonly fifos: string[],
+    /** Every output FIFO, wanted or drained: the exit waits for all of them. */
+    private readonly outputs: Array<Socket | undefined>,
   ) {
     if (streams.stdout) this.stdout = streams.stdout;
     if (streams.stderr) this.stderr = streams.stderr;
@@ -112,7 +120,7 @@ class ExecProcess implements ProcessStreams {
       });
       streams.stdin.on("error", () => undefined);
     }
-    for (const s of [this.stdout, this.stderr]) s?.on("error", () => undefined);
+    for (const s of outputs) s?.on("error", () => undefined);
     this.exited = this.wait();
   }
 
@@ -120,9 +128,8 @@ class ExecProcess implements ProcessStreams {
     try {
       const exit = await this.deps.tasks.wait(this.containerId, { timeoutMs: WAIT_FOREVER_MS }, this.execId);
       // The output the process wrote last is still on its way through the FIFOs.
-      await withTimeout("the exec's output", OUTPUT_DRAIN_MS, Promise.all([ended(this.stdout), ended(this.stderr)])).catch(() => {
-        this.stdout?.destroy();
-        this.stderr?.destroy();
+      await withTimeout("the exec's output", OUTPUT_DRAIN_MS, Promise.all(this.outputs.map(ended))).catch(() => {
+        for (const s of this.outputs) s?.destroy();
       });
       return { exitCode: exit.exitStatus };
     } finally {

@@ -4,6 +4,15 @@ import type { NetworkService } from "../network/network-service.js";
 import type { ImageService } from "../image/image-service.js";
 import type { SandboxService } from "../sandbox/sandbox-service.js";
 import type { ContainerService } from "../container/container-service.js";
+import type { AttachParams, ExecParams } from "../streaming/backend.js";
+import type { StatsApi } from "../stats/types.js";
+
+/** The streaming server as the Exec, Attach and PortForward RPCs see it: it hands out URLs. */
+export interface StreamingUrls {
+  execUrl(params: ExecParams): string;
+  attachUrl(params: AttachParams): string;
+  portForwardUrl(params: { podSandboxId: string; ports: number[] }): string;
+}
 
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */
 export interface CriDeps {
@@ -13,4 +22,6 @@ export interface CriDeps {
   images: ImageService;
   sandboxes: SandboxService;
   containers: ContainerService;
+  streaming: StreamingUrls;
+  stats: StatsApi;
 }

@@ -23,6 +23,15 @@ import { listContainers } from "./container-list.js";
 import { updateContainerResources } from "./container-update-resources.js";
 import { reopenContainerLog } from "./container-reopen-log.js";
 import { execSync } from "./container-exec-sync.js";
+import { exec } from "./container-exec.js";
+import { attach } from "./container-attach.js";
+import { portForward } from "./sandbox-port-forward.js";
+import { containerStats } from "./stats-container.js";
+import { listContainerStats } from "./stats-container-list.js";
+import { podSandboxStats } from "./stats-pod-sandbox.js";
+import { listPodSandboxStats } from "./stats-pod-sandbox-list.js";
+import { listMetricDescriptors } from "./stats-metric-descriptors.js";
+import { listPodSandboxMetrics } from "./stats-pod-sandbox-metrics.js";
 
 /** RuntimeService handlers by RPC name. What is missing here answers UNIMPLEMENTED. */
 export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
@@ -46,6 +55,15 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       UpdateContainerResources: updateContainerResources(deps),
       ReopenContainerLog: reopenContainerLog(deps),
       ExecSync: execSync(deps),
+      Exec: exec(deps),
+      Attach: attach(deps),
+      PortForward: portForward(deps),
+      ContainerStats: containerStats(deps),
+      ListContainerStats: listContainerStats(deps),
+      PodSandboxStats: podSandboxStats(deps),
+      ListPodSandboxStats: listPodSandboxStats(deps),
+      ListMetricDescriptors: listMetricDescriptors(deps),
+      ListPodSandboxMetrics: listPodSandboxMetrics(deps),
     },
   };
 }

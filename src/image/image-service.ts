@@ -194,7 +194,8 @@ export class ImageService {
   }
 
   private root: string | undefined;
-  private async snapshotterRoot(): Promise<string> {
+  /** Where the snapshotter keeps its data (the filesystem image and writable layers live on). */
+  async snapshotterRoot(): Promise<string> {
     if (this.root) return this.root;
     const res = await this.opts.client.call(IntrospectionService.plugins, { filters: [`type==io.containerd.snapshotter.v1,id==${this.opts.snapshots.snapshotter}`] });
     this.root = res.plugins[0]?.exports.root ?? "";

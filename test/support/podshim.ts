@@ -1,7 +1,7 @@
 // Runs the real podshim binary (dist/main.js) as a child process with its own socket and
 // dirs under a temp dir, the way a node runs it.
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { criClient, type CriClient } from "./cri-client.js";
@@ -112,6 +112,10 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
         child.kill("SIGKILL");
         await exited;
       }
+      // A podshim that died mid-test may leave a pod's shm mounted under its dir: unmount
+      // whatever is below it first, or the removal fails with EBUSY and hides the real failure.
+      const below = readFileSync("/proc/self/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "").filter((m) => m.startsWith(`${dir}/`));
+      for (const m of below.reverse()) spawnSync("umount", ["-l", m]);
       if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -19,6 +19,8 @@ describe("defaults", () => {
       pauseImage: "registry.k8s.io/pause:3.10",
       registryConfigDir: "/etc/podshim/certs.d",
       streamAddress: { host: "127.0.0.1", port: 0 },
+      streamTlsCert: "",
+      streamTlsKey: "",
       restrictOomScoreAdj: false,
       cgroupDriver: "cgroupfs",
       logLevel: "info",

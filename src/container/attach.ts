@@ -44,13 +44,11 @@ export function attachTo(target: AttachTarget, want: { stdin: boolean; stdout: b
         else fifo.once("drain", () => done());
       },
       final(done) {
-        // Only a stdin_once container's stdin ends with its client; for the others the client's
-        // EOF just ends its session, and the stdin stays open for the next one.
+        // Only a stdin_once container's stdin ends with its client; for the others it stays open
+        // for the next client, and this one keeps receiving output (what it typed last is
+        // still being answered) until the container exits or it hangs up.
         if (target.stdinOnce) target.closeStdin().then(() => done(), () => done());
-        else {
-          detach();
-          done();
-        }
+        else done();
       },
     });
   }

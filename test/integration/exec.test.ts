@@ -1,47 +1,26 @@
 // ExecSync through the CRI socket: processes exec'd into running containers through containerd.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { status as Status } from "@grpc/grpc-js";
-import { mkdtempSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { startPodshim, type PodshimHandle } from "../support/podshim.js";
+import type { PodshimHandle } from "../support/podshim.js";
+import { startPodFixture, type PodFixture } from "../support/pod-fixture.js";
 import { statusOf } from "../support/cri-client.js";
-import { testNetwork, type TestNetwork } from "../support/cni.js";
 
 const bed = inject("bed");
-const base = mkdtempSync(join(bed.tmpDir, "exec-"));
-let net: TestNetwork;
+let fx: PodFixture;
 let podshim: PodshimHandle;
 let pod: string;
 let podConfig: Record<string, unknown>;
 
 beforeAll(async () => {
-  net = testNetwork(base);
-  podshim = await startPodshim({ containerdSocket: bed.containerdSocket, baseDir: base, cniConfDir: net.confDir, extraArgs: ["--pause-image", bed.images.pause] });
-  await podshim.cri.image("PullImage", { image: { image: bed.images.busybox } }, 120_000);
-  const uid = randomBytes(8).toString("hex");
-  podConfig = {
-    metadata: { name: "exec", uid, namespace: "default", attempt: 0 },
-    log_directory: join(base, "logs"),
-    linux: { cgroup_parent: `${bed.cgroupParent}/pod-${uid.slice(0, 8)}` },
-  };
-  pod = (await podshim.cri.runtime("RunPodSandbox", { config: podConfig }, 120_000)).pod_sandbox_id;
+  fx = await startPodFixture(bed, "exec", [bed.images.busybox]);
+  ({ podshim, pod, podConfig } = fx);
 });
 afterAll(async () => {
-  if (pod) await podshim.cri.runtime("RemovePodSandbox", { pod_sandbox_id: pod }, 60_000).catch(() => undefined);
-  await podshim?.cleanup();
-  await net?.cleanup();
-  rmSync(base, { recursive: true, force: true });
+  
+  await fx?.cleanup();
 });
 
-async function container(name: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const { container_id: id } = await podshim.cri.runtime("CreateContainer", {
-    pod_sandbox_id: pod, sandbox_config: podConfig,
-    config: { metadata: { name }, image: { image: bed.images.busybox }, command: ["sleep", "3600"], log_path: `${name}.log`, ...extra },
-  }, 60_000);
-  await podshim.cri.runtime("StartContainer", { container_id: id }, 60_000);
-  return id;
-}
+const container = (name: string, extra: Record<string, unknown> = {}) => fx.container(name, extra);
 
 const execSync = (id: string, cmd: string[], timeout = 0) => podshim.cri.runtime("ExecSync", { container_id: id, cmd, timeout }, 60_000);
 

@@ -1,52 +1,29 @@
 // Exec, Attach and PortForward end to end: the CRI RPC hands out a URL, a real SPDY or WebSocket
 // client connects to podshim's streaming server, and the bytes reach real containers in a pod.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { startPodshim, type PodshimHandle } from "../support/podshim.js";
-import { testNetwork, type TestNetwork } from "../support/cni.js";
+import type { PodshimHandle } from "../support/podshim.js";
+import { startPodFixture, type PodFixture } from "../support/pod-fixture.js";
 import { connectSpdy, type SpdyClientSession, type SpdyClientStream } from "../support/spdy-client.js";
 import { connectWs, WsRefused } from "../support/streaming-harness.js";
 import { WEB_INDEX_HTML } from "../bed/images.js";
 
 const bed = inject("bed");
-const base = mkdtempSync(join(bed.tmpDir, "streaming-"));
 const SPDY_OFFER = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
-let net: TestNetwork;
+let fx: PodFixture;
 let podshim: PodshimHandle;
 let pod: string;
 let podConfig: Record<string, unknown>;
 const sessions: SpdyClientSession[] = [];
-
 beforeAll(async () => {
-  net = testNetwork(base);
-  podshim = await startPodshim({ containerdSocket: bed.containerdSocket, baseDir: base, cniConfDir: net.confDir, extraArgs: ["--pause-image", bed.images.pause] });
-  for (const image of [bed.images.busybox, bed.images.web]) await podshim.cri.image("PullImage", { image: { image } }, 120_000);
-  const uid = randomBytes(8).toString("hex");
-  podConfig = {
-    metadata: { name: "streaming", uid, namespace: "default", attempt: 0 },
-    log_directory: join(base, "logs"),
-    linux: { cgroup_parent: `${bed.cgroupParent}/pod-${uid.slice(0, 8)}` },
-  };
-  pod = (await podshim.cri.runtime("RunPodSandbox", { config: podConfig }, 120_000)).pod_sandbox_id;
+  fx = await startPodFixture(bed, "streaming", [bed.images.busybox, bed.images.web]);
+  ({ podshim, pod, podConfig } = fx);
 });
 afterAll(async () => {
   await Promise.all(sessions.map((s) => s.destroy()));
-  if (pod) await podshim.cri.runtime("RemovePodSandbox", { pod_sandbox_id: pod }, 60_000).catch((err) => console.error("RemovePodSandbox failed", err, podshim.output().split("\n").slice(-15).join("\n")));
-  await podshim?.cleanup();
-  await net?.cleanup();
-  rmSync(base, { recursive: true, force: true });
+  await fx?.cleanup();
 });
 
-async function container(name: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const { container_id: id } = await podshim.cri.runtime("CreateContainer", {
-    pod_sandbox_id: pod, sandbox_config: podConfig,
-    config: { metadata: { name }, image: { image: bed.images.busybox }, command: ["sleep", "3600"], log_path: `${name}.log`, ...extra },
-  }, 60_000);
-  await podshim.cri.runtime("StartContainer", { container_id: id }, 60_000);
-  return id;
-}
+const container = (name: string, extra: Record<string, unknown> = {}) => fx.container(name, extra);
 
 async function spdy(url: string, protocols = SPDY_OFFER): Promise<{ protocol: string; session: SpdyClientSession }> {
   const res = await connectSpdy(url, { protocols });

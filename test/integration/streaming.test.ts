@@ -182,12 +182,13 @@ describe("PortForward", () => {
     for (const page of pages) expect(page).toContain(WEB_INDEX_HTML);
   });
 
-  it("reaches it over WebSocket with the port in the request", async () => {
-    const { url } = await podshim.cri.runtime("PortForward", { pod_sandbox_id: pod, port: [80] });
+  it("reaches it over WebSocket with the ports in the request, two connections at once", async () => {
+    const { url } = await podshim.cri.runtime("PortForward", { pod_sandbox_id: pod, port: [80, 80] });
     const c = await connectWs(url, ["v4.channel.k8s.io"]);
-    await c.until((m) => m.length >= 2);
+    await c.until((m) => m.length >= 4);
     c.send(0, "GET / HTTP/1.0\r\nHost: pod\r\n\r\n");
-    await c.until(() => c.received(0).subarray(2).toString().includes(WEB_INDEX_HTML));
+    c.send(2, "GET / HTTP/1.0\r\nHost: pod\r\n\r\n");
+    await c.until(() => [0, 2].every((ch) => c.received(ch).subarray(2).toString().includes(WEB_INDEX_HTML)));
     c.ws.close(1000);
     await c.closed;
   });

@@ -19,6 +19,7 @@ import type { Envelope } from "./gen/containerd/types/event.js";
 import { StreamingServer } from "./streaming/server.js";
 import { StatsService } from "./stats/stats-service.js";
 import { statsSource } from "./container/stats-source.js";
+import { ContainerEventHub } from "./events/container-events.js";
 import { readFileSync } from "node:fs";
 import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js";
 import type { CriDeps } from "./cri/deps.js";
@@ -46,6 +47,7 @@ export class App {
   private readonly streaming: StreamingServer;
   private readonly stats: StatsService;
   private readonly events: EventMonitor;
+  private readonly lifecycle: ContainerEventHub;
   /** Events that arrive while state is being loaded wait here, then run in order. */
   private pendingEvents: Envelope[] | undefined = [];
   private readonly registry: RegistryClient;
@@ -73,9 +75,10 @@ export class App {
       },
     });
 
-    this.sandboxes = new SandboxService({ config, client: this.containerd, snapshots, images: this.images, network: this.network, logger: logger.child({ part: "sandboxes" }) });
+    const events = (this.lifecycle = new ContainerEventHub());
+    this.sandboxes = new SandboxService({ events, config, client: this.containerd, snapshots, images: this.images, network: this.network, logger: logger.child({ part: "sandboxes" }) });
 
-    this.containers = new ContainerService({ config, client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: logger.child({ part: "containers" }) });
+    this.containers = new ContainerService({ events, config, client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: logger.child({ part: "containers" }) });
     // One subscription for the whole daemon: task exits end sandboxes and containers, OOM
     // events name the reason.
     this.events = new EventMonitor(this.containerd, logger.child({ part: "events" }), ["/tasks/exit", "/tasks/oom"], (env) => this.dispatch(env), async () => {
@@ -90,7 +93,7 @@ export class App {
       fsMountpoint: () => this.images.snapshotterRoot(),
     });
 
-    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers, streaming: this.streaming, stats: this.stats };
+    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers, streaming: this.streaming, stats: this.stats, events };
     const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready };
     this.server.add({ definition: RuntimeServiceService, implementation: implementService(RuntimeServiceService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
     this.server.add({ definition: ImageServiceService, implementation: implementService(ImageServiceService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
@@ -164,6 +167,7 @@ export class App {
 
   async stop(): Promise<void> {
     this.logger.info("shutting down: draining in-flight calls");
+    this.lifecycle.close();
     await this.server.stop(SHUTDOWN_GRACE_MS);
     this.ready = false;
     this.health.stop();

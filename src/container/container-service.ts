@@ -26,6 +26,7 @@ import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { withTimeout } from "../util/timeout.js";
 import { StepTimer } from "../util/step-timer.js";
+import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
 import { prepareContainerSpec, specWithResources, type PreparedSpec } from "./container-spec-inputs.js";
 import type { Process, Spec } from "../oci/spec-types.js";
 import { execSync, startExec, type ExecSyncResult } from "./exec.js";
@@ -87,6 +88,8 @@ export interface ContainerServiceOptions {
   images: ImageService;
   sandboxes: SandboxService;
   logger: Logger;
+  /** Where lifecycle transitions are announced (GetContainerEvents). */
+  events?: ContainerEventHub;
 }
 
 /**
@@ -252,6 +255,7 @@ export class ContainerService implements StreamingBackend {
       if (exitStatus === 137 && !rec.status.oomKilled) rec.status.oomKilled = await this.oomKillRecorded(rec);
       this.finish(rec, exitStatus, exitedAt);
       await this.persistStatus(rec);
+      this.opts.events?.publish(id, rec.sandboxId, LifecycleEvent.Stopped);
       this.exitWaiters.get(id)?.resolve({ exitCode: rec.status.exitCode });
       this.exitWaiters.delete(id);
       await this.deleteExitedTask(id);
@@ -338,6 +342,7 @@ export class ContainerService implements StreamingBackend {
         const rec = await this.createRecord(id, nameKey, sandbox, image, config, cleanup, log, steps);
         this.store.add(rec);
         cleanup.dismiss();
+        this.opts.events?.publish(id, sandbox.id, LifecycleEvent.Created);
         log.info({ ms: steps.ms }, "container created");
         return rec;
       } catch (err) {
@@ -469,12 +474,14 @@ export class ContainerService implements StreamingBackend {
         cleanup.dismiss();
         // Not awaited: recovery treats a created container with a live task as started.
         this.persistStatus(rec).catch((err) => log.warn({ err: messageOf(err) }, "cannot checkpoint the container's start"));
+        this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Started);
         log.info({ pid, ms: steps.ms }, "container started");
       } catch (err) {
         await cleanup.unwind();
         const now = BigInt(Date.now()) * 1_000_000n;
         rec.status = { ...rec.status, state: ContainerState.Exited, pid: 0, startedAt: now, finishedAt: now, exitCode: START_ERROR_EXIT_CODE, reason: ExitReason.StartError, message: messageOf(err) };
         await this.persistStatus(rec).catch(() => undefined);
+        this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Stopped);
         throw err;
       }
     });
@@ -592,6 +599,7 @@ export class ContainerService implements StreamingBackend {
         steps.mark("delete");
         this.specParts.delete(found.id);
         this.store.delete(found.id);
+        this.opts.events?.publish(found.id, found.sandboxId, LifecycleEvent.Deleted);
         this.log.info({ container: found.id, ms: steps.ms }, "container removed");
       });
     } finally {

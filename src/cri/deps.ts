@@ -6,6 +6,7 @@ import type { SandboxService } from "../sandbox/sandbox-service.js";
 import type { ContainerService } from "../container/container-service.js";
 import type { AttachParams, ExecParams } from "../streaming/backend.js";
 import type { StatsApi } from "../stats/types.js";
+import type { ContainerEventHub } from "../events/container-events.js";
 
 /** The streaming server as the Exec, Attach and PortForward RPCs see it: it hands out URLs. */
 export interface StreamingUrls {
@@ -24,4 +25,5 @@ export interface CriDeps {
   containers: ContainerService;
   streaming: StreamingUrls;
   stats: StatsApi;
+  events: ContainerEventHub;
 }

@@ -32,6 +32,7 @@ import { podSandboxStats } from "./stats-pod-sandbox.js";
 import { listPodSandboxStats } from "./stats-pod-sandbox-list.js";
 import { listMetricDescriptors } from "./stats-metric-descriptors.js";
 import { listPodSandboxMetrics } from "./stats-pod-sandbox-metrics.js";
+import { getContainerEvents } from "./container-events.js";
 
 /** RuntimeService handlers by RPC name. What is missing here answers UNIMPLEMENTED. */
 export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
@@ -64,6 +65,9 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       ListPodSandboxStats: listPodSandboxStats(deps),
       ListMetricDescriptors: listMetricDescriptors(deps),
       ListPodSandboxMetrics: listPodSandboxMetrics(deps),
+    },
+    stream: {
+      GetContainerEvents: getContainerEvents(deps),
     },
   };
 }

@@ -22,6 +22,7 @@ import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { mountTmpfs, unmountAndRemove } from "../util/mount.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
+import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
 import { defaultCapabilities } from "../oci/defaults.js";
@@ -59,6 +60,8 @@ export interface SandboxServiceOptions {
   images: ImageService;
   network: NetworkService;
   logger: Logger;
+  /** Where lifecycle transitions are announced (GetContainerEvents). */
+  events?: ContainerEventHub;
 }
 
 /**
@@ -173,6 +176,7 @@ export class SandboxService {
     if (rec && rec.id === exit.containerId && exit.id === exit.containerId && rec.state === SandboxState.Ready) {
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
+      this.opts.events?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
       this.log.info({ sandbox: rec.id, exitStatus: exit.exitStatus }, "pause container exited; sandbox not ready");
     }
   }
@@ -207,6 +211,8 @@ export class SandboxService {
         const rec = await this.create(id, nameKey, config, runtimeHandler, handler, cleanup, log);
         this.store.add(rec);
         cleanup.dismiss();
+        this.opts.events?.publish(id, id, LifecycleEvent.Created);
+        this.opts.events?.publish(id, id, LifecycleEvent.Started);
         return rec;
       } catch (err) {
         const left = await cleanup.unwind();
@@ -317,6 +323,7 @@ export class SandboxService {
       // Every step ran to its end; the kubelet retries a failed stop.
       const failed = steps.find((r) => r.status === "rejected");
       if (failed) throw failed.reason;
+      if (rec.state === SandboxState.Ready) this.opts.events?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
       if (rec.netnsPath) {
@@ -348,6 +355,7 @@ export class SandboxService {
       await rm(found.dir, { recursive: true, force: true });
       await this.releaseStateDir(found.id);
       this.store.delete(found.id);
+      this.opts.events?.publish(found.id, found.id, LifecycleEvent.Deleted);
     });
   }
 

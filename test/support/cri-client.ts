@@ -22,6 +22,8 @@ type Call = (method: string, request?: object, deadlineMs?: number) => Promise<a
 export interface CriClient {
   runtime: Call;
   image: Call;
+  /** A server-streaming RuntimeService call (GetContainerEvents); cancel() ends it. */
+  runtimeStream(method: string, request?: object): NodeJS.ReadableStream & { cancel(): void };
   close(): void;
 }
 
@@ -39,6 +41,7 @@ export function criClient(socket: string): CriClient {
   return {
     runtime: caller(runtime),
     image: caller(image),
+    runtimeStream: (method, request = {}) => (runtime as any)[method](request),
     close() {
       runtime.close();
       image.close();

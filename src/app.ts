@@ -25,6 +25,7 @@ import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js"
 import type { CriDeps } from "./cri/deps.js";
 import { ImageServiceService, RuntimeServiceService } from "./gen/cri/runtime/v1/api.js";
 import { implementService } from "./server/boundary.js";
+import { acceptPreEncoded } from "./server/pre-encoded.js";
 import { CriServer } from "./server/grpc-server.js";
 import { RUNTIME_VERSION } from "./version.js";
 
@@ -95,8 +96,11 @@ export class App {
 
     const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers, streaming: this.streaming, stats: this.stats, events };
     const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready };
-    this.server.add({ definition: RuntimeServiceService, implementation: implementService(RuntimeServiceService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
-    this.server.add({ definition: ImageServiceService, implementation: implementService(ImageServiceService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
+    // Handlers may answer pre-encoded bytes (the list calls reuse each item's encoding).
+    const runtimeService = acceptPreEncoded(RuntimeServiceService);
+    const imageService = acceptPreEncoded(ImageServiceService);
+    this.server.add({ definition: runtimeService, implementation: implementService(runtimeService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
+    this.server.add({ definition: imageService, implementation: implementService(imageService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
   }
 
   async start(): Promise<void> {

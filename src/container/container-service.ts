@@ -329,6 +329,7 @@ export class ContainerService implements StreamingBackend {
     const sandbox = this.readySandbox(sandboxIdOrPrefix);
     const image = this.opts.images.status(config.image!.image);
     if (!image) throw new NotFoundError(`image "${config.image!.image}" not found: pull it before creating a container from it`);
+    await this.checkHandlerFeatures(sandbox, config);
     const m = sandbox.config.metadata!;
     const nameKey = containerNameKey(config, m);
     const id = randomBytes(32).toString("hex");
@@ -351,6 +352,16 @@ export class ContainerService implements StreamingBackend {
         throw err;
       }
     });
+  }
+
+  /** A mount asking for what the pod's runtime handler cannot do is refused before any work. */
+  private async checkHandlerFeatures(sandbox: SandboxRecord, config: ContainerConfig): Promise<void> {
+    const rro = config.mounts.find((mnt) => mnt.recursiveReadOnly);
+    if (!rro) return;
+    const handler = (await this.opts.sandboxes.handlerFeatures()).find((h) => h.name === sandbox.runtimeHandler);
+    if (!handler?.features.recursiveReadOnlyMounts) {
+      throw new InvalidArgumentError(`mount ${rro.containerPath}: runtime handler "${sandbox.runtimeHandler}" does not support recursive read-only mounts (its runtime lacks the rro mount option or the kernel lacks mount_setattr)`);
+    }
   }
 
   private readySandbox(idOrPrefix: string): SandboxRecord {

@@ -1,17 +1,29 @@
-// ListPodSandbox: from the index, never a containerd round trip. Filters: id (full or
-// prefix), state, and a label selector; all given filters must match.
-import { ListPodSandboxResponse, type ListPodSandboxRequest } from "../gen/cri/runtime/v1/api.js";
-import type { UnaryRpc } from "../server/boundary.js";
+// ListPodSandbox and StreamPodSandboxes: from the index, never a containerd round trip.
+// Filters: id (full or prefix), state, and a label selector; all given filters must match.
+// Each sandbox's encoded entry is reused until its state changes.
+import { PodSandbox, type ListPodSandboxRequest, type PodSandboxFilter, type StreamPodSandboxesRequest } from "../gen/cri/runtime/v1/api.js";
+import type { SandboxRecord } from "../sandbox/sandbox-store.js";
+import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
+import { PreEncoded, repeatedMessageField, type Encoded } from "../server/pre-encoded.js";
 import type { CriDeps } from "./deps.js";
+import { EncodedItems } from "./encoded-items.js";
 import { criSandboxState, matchesLabels, toCriSandbox } from "./sandbox-format.js";
+import { sendInBatches } from "./stream-list.js";
 
-export function listPodSandbox(deps: CriDeps): UnaryRpc<ListPodSandboxRequest, ListPodSandboxResponse> {
-  return async (req) => {
-    const f = req.filter;
-    const items = deps.sandboxes.list().filter((rec) =>
-      (!f?.id || rec.id.startsWith(f.id)) &&
-      (f?.state === undefined || criSandboxState(rec) === f.state.state) &&
-      matchesLabels(rec.config.labels, f?.labelSelector));
-    return ListPodSandboxResponse.fromPartial({ items: items.map(toCriSandbox) });
+// ListPodSandboxResponse.items and StreamPodSandboxesResponse.pod_sandboxes
+const SANDBOXES_FIELD = 1;
+
+function selected(deps: CriDeps, items: EncodedItems<SandboxRecord>, f: PodSandboxFilter | undefined): Encoded[] {
+  return deps.sandboxes.list().filter((rec) =>
+    (!f?.id || rec.id.startsWith(f.id)) &&
+    (f?.state === undefined || criSandboxState(rec) === f.state.state) &&
+    matchesLabels(rec.config.labels, f?.labelSelector)).map((rec) => items.of(rec));
+}
+
+export function sandboxListRpcs(deps: CriDeps): { list: UnaryRpc<ListPodSandboxRequest, PreEncoded>; stream: StreamRpc<StreamPodSandboxesRequest, PreEncoded> } {
+  const items = new EncodedItems<SandboxRecord>((rec) => PodSandbox.encode(toCriSandbox(rec)).finish(), criSandboxState);
+  return {
+    list: async (req) => new PreEncoded(repeatedMessageField(SANDBOXES_FIELD, selected(deps, items, req.filter))),
+    stream: (req, send) => sendInBatches(selected(deps, items, req.filter), SANDBOXES_FIELD, send),
   };
 }

@@ -1,11 +1,11 @@
 import type { Handlers } from "../server/boundary.js";
 import type { CriDeps } from "./deps.js";
 import { imageFsInfo } from "./image-fs-info.js";
-import { listImages } from "./image-list.js";
+import { listImages, streamImages } from "./image-list.js";
 import { pullImage } from "./image-pull.js";
 import { removeImage } from "./image-remove.js";
 import { imageStatus } from "./image-status.js";
-import { listPodSandbox } from "./sandbox-list.js";
+import { sandboxListRpcs } from "./sandbox-list.js";
 import { removePodSandbox } from "./sandbox-remove.js";
 import { runPodSandbox } from "./sandbox-run.js";
 import { podSandboxStatus } from "./sandbox-status.js";
@@ -19,7 +19,7 @@ import { startContainer } from "./container-start.js";
 import { stopContainer } from "./container-stop.js";
 import { removeContainer } from "./container-remove.js";
 import { containerStatus } from "./container-status.js";
-import { listContainers } from "./container-list.js";
+import { containerListRpcs } from "./container-list.js";
 import { updateContainerResources } from "./container-update-resources.js";
 import { reopenContainerLog } from "./container-reopen-log.js";
 import { execSync } from "./container-exec-sync.js";
@@ -27,15 +27,19 @@ import { exec } from "./container-exec.js";
 import { attach } from "./container-attach.js";
 import { portForward } from "./sandbox-port-forward.js";
 import { containerStats } from "./stats-container.js";
-import { listContainerStats } from "./stats-container-list.js";
+import { listContainerStats, streamContainerStats } from "./stats-container-list.js";
 import { podSandboxStats } from "./stats-pod-sandbox.js";
-import { listPodSandboxStats } from "./stats-pod-sandbox-list.js";
+import { listPodSandboxStats, streamPodSandboxStats } from "./stats-pod-sandbox-list.js";
 import { listMetricDescriptors } from "./stats-metric-descriptors.js";
-import { listPodSandboxMetrics } from "./stats-pod-sandbox-metrics.js";
+import { listPodSandboxMetrics, streamPodSandboxMetrics } from "./stats-pod-sandbox-metrics.js";
 import { getContainerEvents } from "./container-events.js";
+import { updatePodSandboxResources } from "./sandbox-update-resources.js";
+import { checkpointContainer, checkpointPod, restorePod } from "./unsupported.js";
 
 /** RuntimeService handlers by RPC name. What is missing here answers UNIMPLEMENTED. */
 export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
+  const sandboxList = sandboxListRpcs(deps);
+  const containerList = containerListRpcs(deps);
   return {
     unary: {
       Version: version(),
@@ -46,13 +50,13 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       StopPodSandbox: stopPodSandbox(deps),
       RemovePodSandbox: removePodSandbox(deps),
       PodSandboxStatus: podSandboxStatus(deps),
-      ListPodSandbox: listPodSandbox(deps),
+      ListPodSandbox: sandboxList.list,
       CreateContainer: createContainer(deps),
       StartContainer: startContainer(deps),
       StopContainer: stopContainer(deps),
       RemoveContainer: removeContainer(deps),
       ContainerStatus: containerStatus(deps),
-      ListContainers: listContainers(deps),
+      ListContainers: containerList.list,
       UpdateContainerResources: updateContainerResources(deps),
       ReopenContainerLog: reopenContainerLog(deps),
       ExecSync: execSync(deps),
@@ -65,9 +69,18 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       ListPodSandboxStats: listPodSandboxStats(deps),
       ListMetricDescriptors: listMetricDescriptors(deps),
       ListPodSandboxMetrics: listPodSandboxMetrics(deps),
+      UpdatePodSandboxResources: updatePodSandboxResources(deps),
+      CheckpointContainer: checkpointContainer(),
+      CheckpointPod: checkpointPod(),
+      RestorePod: restorePod(),
     },
     stream: {
       GetContainerEvents: getContainerEvents(deps),
+      StreamPodSandboxes: sandboxList.stream,
+      StreamContainers: containerList.stream,
+      StreamContainerStats: streamContainerStats(deps),
+      StreamPodSandboxStats: streamPodSandboxStats(deps),
+      StreamPodSandboxMetrics: streamPodSandboxMetrics(deps),
     },
   };
 }
@@ -81,6 +94,9 @@ export function imageServiceHandlers(deps: CriDeps): Partial<Handlers> {
       ListImages: listImages(deps),
       RemoveImage: removeImage(deps),
       ImageFsInfo: imageFsInfo(deps),
+    },
+    stream: {
+      StreamImages: streamImages(deps),
     },
   };
 }

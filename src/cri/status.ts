@@ -7,7 +7,7 @@ import type { CriDeps } from "./deps.js";
 
 export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
   return async (req) => {
-    const [containerd, network] = await Promise.all([deps.containerd.check(), deps.network.network()]);
+    const [containerd, network, handlers] = await Promise.all([deps.containerd.check(), deps.network.network(), deps.sandboxes.handlerFeatures()]);
     const info: Record<string, string> = {};
     if (req.verbose) {
       info.containerd = JSON.stringify(containerd.ready
@@ -31,9 +31,11 @@ export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
         ],
       },
       info,
-      // The empty name is the default handler, then every configured runtime class.
-      runtimeHandlers: deps.sandboxes.runtimeHandlers().map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
-      features: { supplementalGroupsPolicy: false },
+      // The empty name is the default handler, then every configured runtime class, each
+      // with what its runtime binary says it supports.
+      runtimeHandlers: handlers,
+      // SupplementalGroupsPolicy Strict is honoured: only the pod's groups, not the image's.
+      features: { supplementalGroupsPolicy: true },
     });
   };
 }

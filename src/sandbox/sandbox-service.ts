@@ -26,6 +26,7 @@ import { LifecycleEvent, type ContainerEventHub } from "../events/container-even
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
 import { defaultCapabilities } from "../oci/defaults.js";
+import { RuntimeFeatureProbe, type HandlerFeatures } from "../oci/runtime-features.js";
 import { renderHosts, renderResolvConf, type SandboxFilePaths } from "./sandbox-files.js";
 import { nameKeyOf, SandboxState, SandboxStore, type SandboxRecord } from "./sandbox-store.js";
 
@@ -76,6 +77,7 @@ export class SandboxService {
   private readonly containers: ContainerRecords;
   private readonly tasks: Tasks;
   private readonly log: Logger;
+  private readonly features = new RuntimeFeatureProbe();
 
   constructor(private readonly opts: SandboxServiceOptions) {
     this.containers = new ContainerRecords(opts.client);
@@ -85,6 +87,11 @@ export class SandboxService {
 
   runtimeHandlers(): string[] {
     return Object.keys(this.opts.config.runtimes);
+  }
+
+  /** Every configured handler with what its runtime can do (probed once per binary). */
+  handlerFeatures(): Promise<{ name: string; features: HandlerFeatures }[]> {
+    return Promise.all(Object.entries(this.opts.config.runtimes).map(async ([name, h]) => ({ name, features: await this.features.features(h) })));
   }
 
   private handler(name: string): RuntimeHandlerConfig {

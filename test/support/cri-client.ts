@@ -24,6 +24,8 @@ export interface CriClient {
   image: Call;
   /** A server-streaming RuntimeService call (GetContainerEvents); cancel() ends it. */
   runtimeStream(method: string, request?: object): NodeJS.ReadableStream & { cancel(): void };
+  /** A server-streaming ImageService call (StreamImages). */
+  imageStream(method: string, request?: object): NodeJS.ReadableStream & { cancel(): void };
   close(): void;
 }
 
@@ -42,6 +44,7 @@ export function criClient(socket: string): CriClient {
     runtime: caller(runtime),
     image: caller(image),
     runtimeStream: (method, request = {}) => (runtime as any)[method](request),
+    imageStream: (method, request = {}) => (image as any)[method](request),
     close() {
       runtime.close();
       image.close();
@@ -58,4 +61,23 @@ export async function statusOf(p: Promise<unknown>): Promise<{ code: number; det
     return { code: e.code, details: e.details };
   }
   throw new Error("expected the call to fail");
+}
+
+/**
+ * A RuntimeService caller that leaves responses as bytes: for benchmarks, so the time measured
+ * is podshim's and the transport's, not this JavaScript client's decoding (the kubelet's Go
+ * client decodes far faster than protobufjs).
+ */
+export function rawRuntimeCaller(socket: string): { call(method: string, request?: object): Promise<Buffer>; close(): void } {
+  const client = new pkg.runtime.v1.RuntimeService(`unix://${socket}`, credentials.createInsecure(), { "grpc.max_receive_message_length": 16 * 1024 * 1024 }) as Client;
+  const service = pkg.runtime.v1.RuntimeService.service as Record<string, { path: string; requestSerialize: (v: object) => Buffer }>;
+  return {
+    call: (method, request = {}) =>
+      new Promise((resolve, reject) => {
+        const def = service[method];
+        if (!def) throw new Error(`no such CRI method ${method}`);
+        client.makeUnaryRequest(def.path, def.requestSerialize, (b: Buffer) => b, request, { deadline: Date.now() + 30_000 }, (err: ServiceError | null, res?: Buffer) => (err ? reject(err) : resolve(res!)));
+      }),
+    close: () => client.close(),
+  };
 }

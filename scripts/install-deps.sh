@@ -18,6 +18,8 @@ packages=(
   libprotobuf-dev
   libc6-dev
   crun
+  procps
+  util-linux
 )
 
 if [[ $(id -u) -ne 0 ]]; then

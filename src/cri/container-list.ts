@@ -4,10 +4,10 @@
 import { Container, type ContainerFilter, type ListContainersRequest, type StreamContainersRequest } from "../gen/cri/runtime/v1/api.js";
 import type { ContainerRecord } from "../container/container-store.js";
 import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import { PreEncoded, repeatedMessageField, type Encoded } from "../server/pre-encoded.js";
+import { PreEncoded, type Encoded } from "../server/pre-encoded.js";
 import type { CriDeps } from "./deps.js";
 import { criContainerState, toCriContainer } from "./container-format.js";
-import { EncodedItems } from "./encoded-items.js";
+import { EncodedItems, LastAnswer } from "./encoded-items.js";
 import { sendInBatches } from "./stream-list.js";
 import { matchesLabels } from "./sandbox-format.js";
 
@@ -24,8 +24,9 @@ function selected(deps: CriDeps, items: EncodedItems<ContainerRecord>, f: Contai
 
 export function containerListRpcs(deps: CriDeps): { list: UnaryRpc<ListContainersRequest, PreEncoded>; stream: StreamRpc<StreamContainersRequest, PreEncoded> } {
   const items = new EncodedItems<ContainerRecord>((rec) => Container.encode(toCriContainer(rec)).finish(), criContainerState);
+  const last = new LastAnswer(CONTAINERS_FIELD);
   return {
-    list: async (req) => new PreEncoded(repeatedMessageField(CONTAINERS_FIELD, selected(deps, items, req.filter))),
+    list: async (req) => new PreEncoded(last.of(selected(deps, items, req.filter))),
     stream: (req, send) => sendInBatches(selected(deps, items, req.filter), CONTAINERS_FIELD, send),
   };
 }

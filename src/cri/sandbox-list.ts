@@ -4,9 +4,9 @@
 import { PodSandbox, type ListPodSandboxRequest, type PodSandboxFilter, type StreamPodSandboxesRequest } from "../gen/cri/runtime/v1/api.js";
 import type { SandboxRecord } from "../sandbox/sandbox-store.js";
 import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import { PreEncoded, repeatedMessageField, type Encoded } from "../server/pre-encoded.js";
+import { PreEncoded, type Encoded } from "../server/pre-encoded.js";
 import type { CriDeps } from "./deps.js";
-import { EncodedItems } from "./encoded-items.js";
+import { EncodedItems, LastAnswer } from "./encoded-items.js";
 import { criSandboxState, matchesLabels, toCriSandbox } from "./sandbox-format.js";
 import { sendInBatches } from "./stream-list.js";
 
@@ -22,8 +22,9 @@ function selected(deps: CriDeps, items: EncodedItems<SandboxRecord>, f: PodSandb
 
 export function sandboxListRpcs(deps: CriDeps): { list: UnaryRpc<ListPodSandboxRequest, PreEncoded>; stream: StreamRpc<StreamPodSandboxesRequest, PreEncoded> } {
   const items = new EncodedItems<SandboxRecord>((rec) => PodSandbox.encode(toCriSandbox(rec)).finish(), criSandboxState);
+  const last = new LastAnswer(SANDBOXES_FIELD);
   return {
-    list: async (req) => new PreEncoded(repeatedMessageField(SANDBOXES_FIELD, selected(deps, items, req.filter))),
+    list: async (req) => new PreEncoded(last.of(selected(deps, items, req.filter))),
     stream: (req, send) => sendInBatches(selected(deps, items, req.filter), SANDBOXES_FIELD, send),
   };
 }

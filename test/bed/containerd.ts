@@ -52,7 +52,7 @@ function tomlString(s: string): string {
   return JSON.stringify(s);
 }
 
-function configToml(dir: string, socket: string, logLevel: string, criPluginToml?: string): string {
+export function configToml(dir: string, socket: string, logLevel: string, criPluginToml?: string): string {
   const disabled = criPluginToml === undefined ? DISABLED_PLUGINS : DISABLED_PLUGINS.filter((p) => p !== "io.containerd.grpc.v1.cri");
   // Written by hand rather than derived from `containerd config default`: the default config
   // carries the CRI plugin's large section, which we disable anyway.
@@ -109,12 +109,12 @@ async function tail(path: string, lines = 30): Promise<string> {
 
 // containerd 1.6 puts each shim's socket at /run/containerd/s/<sha256 of address/ns/id>, whatever
 // its own state dir is; a SIGKILLed shim leaves that file behind.
-function shimSocketPath(address: string, namespace: string, id: string): string {
+export function shimSocketPath(address: string, namespace: string, id: string): string {
   const digest = createHash("sha256").update(join(address, namespace, id)).digest("hex");
   return `/run/containerd/s/${digest}`;
 }
 
-function argAfter(argv: readonly string[], flag: string): string | undefined {
+export function argAfter(argv: readonly string[], flag: string): string | undefined {
   const i = argv.indexOf(flag);
   return i >= 0 ? argv[i + 1] : undefined;
 }

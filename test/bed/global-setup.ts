@@ -1,6 +1,6 @@
 // vitest globalSetup for the integration project: one containerd, one registry with the test
 // images, and the compiled pause program, shared by all integration test files.
-import { access, mkdir, mkdtemp, open, rm } from "node:fs/promises";
+import { access, mkdir, mkdtemp, open, readdir, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
@@ -9,6 +9,7 @@ import type { ContainerdHandle } from "./containerd.js";
 import { BUSYBOX_PATH, buildAndPushTestImages } from "./images.js";
 import { removeCgroups, run, runOk, which } from "./proc.js";
 import { startRegistry } from "./registry.js";
+import { loadBed, multinodeDown } from "./multinode.js";
 import type { RegistryHandle } from "./registry.js";
 import type { BedInfo } from "./types.js";
 
@@ -28,6 +29,9 @@ const REQUIRED_PROGRAMS = [
   "iptables",
   "socat",
   "umount",
+  "nsenter",
+  "sysctl",
+  "pgrep",
 ];
 const REQUIRED_FILES = ["/usr/lib/cni/bridge", "/usr/lib/cni/loopback", "/usr/lib/cni/host-local"];
 
@@ -96,6 +100,13 @@ export async function buildPause(dir: string): Promise<string> {
   return out;
 }
 
+async function downMultinodeBeds(tmpDir: string): Promise<void> {
+  const entries = await readdir(tmpDir).catch(() => [] as string[]);
+  for (const name of entries) {
+    if (name.startsWith("mn-") && (await loadBed(join(tmpDir, name)))) await multinodeDown(join(tmpDir, name));
+  }
+}
+
 /** Runs every cleanup even when earlier ones fail, then reports all failures together. */
 async function runAll(steps: ReadonlyArray<() => Promise<void>>): Promise<void> {
   const errors: unknown[] = [];
@@ -124,6 +135,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   let registry: RegistryHandle | undefined;
   const teardown = (): Promise<void> =>
     runAll([
+      // Multi-node beds a test file could not take down itself (its processes are detached).
+      () => downMultinodeBeds(tmpDir),
       async () => containerd?.cleanup(),
       // After containerd's cleanup: only once their processes are dead can cgroups go.
       () => removeCgroups(cgroupParent),
@@ -149,6 +162,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       containerdSocket: cd.socket,
       containerdDir: cd.dir,
       registryHost: reg.host,
+      registryStorage: join(reg.dir, "storage"),
       images,
       pauseBinary,
       tmpDir,

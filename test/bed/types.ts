@@ -8,6 +8,8 @@ export interface BedInfo {
   containerdDir: string;
   /** host:port of the plain-HTTP registry holding the test images. */
   registryHost: string;
+  /** The registry's filesystem storage (the multi-node bed serves the same images from it). */
+  registryStorage: string;
   /** Full references (host/repo:tag) of the test images. */
   images: TestImages;
   /** The compiled pause program (static). */

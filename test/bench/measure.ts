@@ -15,7 +15,8 @@ export interface Latency {
   rate: number;
 }
 
-export async function sample(name: string, n: number, concurrency: number, op: (i: number) => Promise<unknown>): Promise<Latency> {
+/** `intervalMs` paces each worker: an operation starts at most every intervalMs. */
+export async function sample(name: string, n: number, concurrency: number, op: (i: number) => Promise<unknown>, intervalMs = 0): Promise<Latency> {
   const times: number[] = [];
   let next = 0;
   const started = performance.now();
@@ -24,7 +25,9 @@ export async function sample(name: string, n: number, concurrency: number, op: (
       const i = next++;
       const t = performance.now();
       await op(i);
-      times.push(performance.now() - t);
+      const took = performance.now() - t;
+      times.push(took);
+      if (intervalMs > took) await new Promise((r) => setTimeout(r, intervalMs - took));
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));

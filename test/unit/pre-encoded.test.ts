@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Container, ContainerState, ListContainersResponse, RuntimeServiceService, StreamContainersResponse, VersionResponse } from "../../src/gen/cri/runtime/v1/api.js";
 import { acceptPreEncoded, batchesOf, PreEncoded, repeatedMessageField } from "../../src/server/pre-encoded.js";
-import { EncodedItems } from "../../src/cri/encoded-items.js";
+import { EncodedItems, LastAnswer } from "../../src/cri/encoded-items.js";
 
 const container = (i: number, extra = ""): Container => Container.fromPartial({
   id: `c${i}`, podSandboxId: "p", metadata: { name: `n${i}${extra}`, attempt: 1 }, state: ContainerState.CONTAINER_RUNNING,
@@ -64,5 +64,19 @@ describe("EncodedItems", () => {
     expect(calls).toBe(2);
     items.of({ state: 2 });
     expect(calls).toBe(3);
+  });
+});
+
+describe("LastAnswer", () => {
+  it("answers the same bytes for the same items and rebuilds when any item differs", () => {
+    const a = new Uint8Array([1]);
+    const b = new Uint8Array([2]);
+    const last = new LastAnswer(1);
+    const first = last.of([a, b]);
+    expect(last.of([a, b])).toBe(first);
+    const changed = last.of([a, new Uint8Array([2])]);
+    expect(changed).not.toBe(first);
+    expect(changed).toEqual(first);
+    expect(last.of([a])).toEqual(repeatedMessageField(1, [a]));
   });
 });

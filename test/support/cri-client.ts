@@ -62,22 +62,3 @@ export async function statusOf(p: Promise<unknown>): Promise<{ code: number; det
   }
   throw new Error("expected the call to fail");
 }
-
-/**
- * A RuntimeService caller that leaves responses as bytes: for benchmarks, so the time measured
- * is podshim's and the transport's, not this JavaScript client's decoding (the kubelet's Go
- * client decodes far faster than protobufjs).
- */
-export function rawRuntimeCaller(socket: string): { call(method: string, request?: object): Promise<Buffer>; close(): void } {
-  const client = new pkg.runtime.v1.RuntimeService(`unix://${socket}`, credentials.createInsecure(), { "grpc.max_receive_message_length": 16 * 1024 * 1024 }) as Client;
-  const service = pkg.runtime.v1.RuntimeService.service as Record<string, { path: string; requestSerialize: (v: object) => Buffer }>;
-  return {
-    call: (method, request = {}) =>
-      new Promise((resolve, reject) => {
-        const def = service[method];
-        if (!def) throw new Error(`no such CRI method ${method}`);
-        client.makeUnaryRequest(def.path, def.requestSerialize, (b: Buffer) => b, request, { deadline: Date.now() + 30_000 }, (err: ServiceError | null, res?: Buffer) => (err ? reject(err) : resolve(res!)));
-      }),
-    close: () => client.close(),
-  };
-}

@@ -85,9 +85,10 @@ describe("a running podshim", () => {
     expect(bad.details).toContain('pod CIDR "10.244.1.0"');
   });
 
-  it("answers UNIMPLEMENTED, naming the RPC, for what it does not do yet", async () => {
+  it("answers UNIMPLEMENTED, naming the RPC and the reason, for what it does not support", async () => {
     const res = await statusOf(podshim.cri.runtime("CheckpointContainer", { container_id: "x" }));
-    expect(res).toEqual({ code: Status.UNIMPLEMENTED, details: "podshim does not implement RuntimeService/CheckpointContainer yet" });
+    expect(res.code).toBe(Status.UNIMPLEMENTED);
+    expect(res.details).toMatch(/^CheckpointContainer is not supported by podshim: it has no CRIU/);
   });
 
   it("refuses a second podshim on the same socket and keeps serving", async () => {

@@ -14,8 +14,8 @@ import { RegistryClient } from "./registry/client.js";
 import { messageOf } from "./errors/errors.js";
 import { SandboxService } from "./sandbox/sandbox-service.js";
 import { ContainerService } from "./container/container-service.js";
-import { EventMonitor } from "./containerd/events.js";
-import type { Envelope } from "./gen/containerd/types/event.js";
+import { EventMonitor, type TaskEvent } from "./containerd/events.js";
+import { ContainerRecords } from "./containerd/containers.js";
 import { StreamingServer } from "./streaming/server.js";
 import { StatsService } from "./stats/stats-service.js";
 import { statsSource } from "./container/stats-source.js";
@@ -24,21 +24,44 @@ import { readFileSync } from "node:fs";
 import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js";
 import type { CriDeps } from "./cri/deps.js";
 import { ImageServiceService, RuntimeServiceService } from "./gen/cri/runtime/v1/api.js";
-import { implementService } from "./server/boundary.js";
+import { implementService, InFlightCalls } from "./server/boundary.js";
+import { PodService } from "./pod/pod-service.js";
+import { sweepOrphans } from "./recovery/sweep.js";
+import type { RecoveryState } from "./cri/deps.js";
+import { backoffDelays } from "./util/retry.js";
+import { sleep, withTimeout } from "./util/timeout.js";
+import { UnavailableError } from "./errors/errors.js";
 import { acceptPreEncoded } from "./server/pre-encoded.js";
 import { CriServer } from "./server/grpc-server.js";
 import { RUNTIME_VERSION } from "./version.js";
 
-const SHUTDOWN_GRACE_MS = 10_000;
+/** Events that may wait for recovery to finish; past this they are dropped and every record
+ * is re-read from containerd instead. */
+const MAX_PENDING_EVENTS = 10_000;
+/** After the grace period, how long cut-off calls may take to run their undo steps. */
+const UNDO_AFTER_CUTOFF_MS = 30_000;
 
 /**
  * The composition root: builds every part, and owns the order in which they start and stop.
- * Start: state dirs, containerd connection (podshim starts even when containerd is down;
- * Status says so), network, then the socket last, so nothing is served half-built.
- * Stop: the socket first (drain in-flight calls), then the parts.
+ * Start: state dirs, network, the socket (only Version and Status answer until recovery is
+ * done), then recovery, retried with backoff until it succeeds: subscribe to containerd's
+ * events (buffered), load images, sandboxes and containers, sweep what no record explains,
+ * apply the buffered events, and only then serve everything.
+ * Stop: refuse new calls, let in-flight ones finish, cut off and undo the rest, flush the
+ * container logs, then the parts.
  */
 export class App {
   private ready = false;
+  private stopping = false;
+  private recovery: RecoveryState = { ready: false, message: "podshim is starting: recovering state from containerd" };
+  private recovering: Promise<void> | undefined;
+  private readonly stopRecovery = new AbortController();
+  /** Aborted when the grace period is over: in-flight creates stop at their next step and undo. */
+  private readonly shutdown = new AbortController();
+  private readonly inFlight = new InFlightCalls();
+  private readonly pods: PodService;
+  private readonly records: ContainerRecords;
+  private readonly snapshots: Snapshots;
   private readonly containerd: ContainerdClient;
   private readonly health: ContainerdHealth;
   private readonly network: NetworkService;
@@ -50,7 +73,8 @@ export class App {
   private readonly events: EventMonitor;
   private readonly lifecycle: ContainerEventHub;
   /** Events that arrive while state is being loaded wait here, then run in order. */
-  private pendingEvents: Envelope[] | undefined = [];
+  private pendingEvents: TaskEvent[] | undefined = [];
+  private pendingOverflowed = false;
   private readonly registry: RegistryClient;
   private readonly server: CriServer;
 
@@ -60,11 +84,12 @@ export class App {
   ) {
     this.containerd = new ContainerdClient({ socket: config.containerd, namespace: config.namespace, logger: logger.child({ part: "containerd" }) });
     this.health = new ContainerdHealth(this.containerd, logger.child({ part: "containerd" }));
-    this.network = new NetworkService({ cniConfDir: config.cniConfDir, cniBinDirs: config.cniBinDirs, stateDir: config.state, logger: logger.child({ part: "network" }) });
+    this.network = new NetworkService({ cniConfDir: config.cniConfDir, cniBinDirs: config.cniBinDirs, stateDir: config.state, rootDir: config.root, logger: logger.child({ part: "network" }) });
     this.server = new CriServer(config.listen, logger);
 
     const imageLog = logger.child({ part: "images" });
-    const snapshots = new Snapshots(this.containerd);
+    const snapshots = (this.snapshots = new Snapshots(this.containerd));
+    this.records = new ContainerRecords(this.containerd);
     const registry = (this.registry = new RegistryClient({ configDir: config.registryConfigDir, logger: imageLog }));
     const content = new ContentStore(this.containerd);
     const puller = new Puller({ client: this.containerd, content, snapshots, registry, logger: imageLog });
@@ -77,14 +102,14 @@ export class App {
     });
 
     const events = (this.lifecycle = new ContainerEventHub());
-    this.sandboxes = new SandboxService({ events, config, client: this.containerd, snapshots, images: this.images, network: this.network, logger: logger.child({ part: "sandboxes" }) });
+    const shutdown = this.shutdown.signal;
+    this.sandboxes = new SandboxService({ events, config, client: this.containerd, snapshots, images: this.images, network: this.network, logger: logger.child({ part: "sandboxes" }), shutdown });
 
-    this.containers = new ContainerService({ events, config, client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: logger.child({ part: "containers" }) });
+    this.containers = new ContainerService({ events, config, client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: logger.child({ part: "containers" }), shutdown });
+    this.pods = new PodService(this.sandboxes, this.containers);
     // One subscription for the whole daemon: task exits end sandboxes and containers, OOM
     // events name the reason.
-    this.events = new EventMonitor(this.containerd, logger.child({ part: "events" }), ["/tasks/exit", "/tasks/oom"], (env) => this.dispatch(env), async () => {
-      await Promise.all([this.sandboxes.resync(), this.containers.resync()]);
-    });
+    this.events = new EventMonitor(this.containerd, logger.child({ part: "events" }), (ev) => this.dispatch(ev), () => this.resync());
 
     const tls = config.streamTlsCert && config.streamTlsKey ? { cert: readFileSync(config.streamTlsCert), key: readFileSync(config.streamTlsKey) } : undefined;
     this.streaming = new StreamingServer({ host: config.streamAddress.host, port: config.streamAddress.port, backend: this.containers, logger: logger.child({ part: "streaming" }), ...(tls ? { tls } : {}) });
@@ -94,8 +119,11 @@ export class App {
       fsMountpoint: () => this.images.snapshotterRoot(),
     });
 
-    const deps: CriDeps = { config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers, streaming: this.streaming, stats: this.stats, events };
-    const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready };
+    const deps: CriDeps = {
+      config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers,
+      pods: this.pods, recovery: () => this.recovery, streaming: this.streaming, stats: this.stats, events,
+    };
+    const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready, alwaysServed: new Set(["Version", "Status"]), inFlight: this.inFlight };
     // Handlers may answer pre-encoded bytes (the list calls reuse each item's encoding).
     const runtimeService = acceptPreEncoded(RuntimeServiceService);
     const imageService = acceptPreEncoded(ImageServiceService);
@@ -110,75 +138,107 @@ export class App {
     await mkdir(this.config.state, { recursive: true, mode: 0o711 });
     await this.network.start();
     this.network.watch();
-    // State kept in containerd is read whenever containerd (re)appears: at start when it is
-    // up, later when it comes up after podshim.
-    this.health.onReady(() => this.whenContainerdReady());
-    const containerd = await this.health.check();
-    if (containerd.ready) await this.loaded;
-    else this.logger.warn("containerd is not reachable: serving anyway; images load when it comes up");
     this.health.start();
     await this.network.network();
     await this.streaming.start();
     this.stats.start();
     await this.server.listen();
-    this.ready = true;
-    this.logger.info({ endpoint: `unix://${this.config.listen}`, streaming: this.streaming.baseUrl, version: RUNTIME_VERSION, containerd: this.config.containerd, namespace: this.config.namespace }, "podshim is serving CRI");
+    this.logger.info({ endpoint: `unix://${this.config.listen}` }, "podshim is listening; recovering state");
+    this.recovering = this.recover();
   }
 
-  private dispatch(env: Envelope): void {
-    if (this.pendingEvents) {
-      this.pendingEvents.push(env);
-      return;
-    }
-    this.sandboxes.handleEvent(env);
-    this.containers.handleEvent(env);
+  /** Resolves once recovery is done (or podshim stops first). */
+  async recovered(): Promise<void> {
+    await this.recovering;
   }
 
-  /**
-   * Loads state in containerd's order of things: subscribe first (events buffered), then
-   * images, sandboxes and containers, then replay what arrived meanwhile, so no exit that
-   * happened during recovery is lost.
-   */
-  private async loadState(): Promise<void> {
-    this.pendingEvents ??= [];
-    this.events.start();
-    await this.images.load();
-    await this.sandboxes.load();
-    await this.containers.load();
-    const pending = this.pendingEvents;
-    this.pendingEvents = undefined;
-    for (const env of pending) this.dispatch(env);
-  }
-
-  private loaded: Promise<void> | undefined;
-  private whenContainerdReady(): void {
-    this.loaded ??= this.loadState().then(
-      () => {
+  /** Tries recovery until it succeeds; until then every call but Version and Status is refused. */
+  private async recover(): Promise<void> {
+    const delays = backoffDelays(500, 30_000);
+    for (let attempt = 1; !this.stopping; attempt++) {
+      const started = performance.now();
+      try {
+        await this.loadState();
+        const ms = Math.round(performance.now() - started);
+        this.recovery = { ready: true, message: "" };
+        this.ready = true;
+        this.logger.info({ endpoint: `unix://${this.config.listen}`, streaming: this.streaming.baseUrl, version: RUNTIME_VERSION, containerd: this.config.containerd, namespace: this.config.namespace, recoveryMs: ms, attempts: attempt }, "podshim is serving CRI");
         // The pause image is needed by the first pod; fetch it now, without holding up start-up.
         this.images.ensurePauseImage().then(
           (img) => this.logger.info({ pauseImage: this.config.pauseImage, id: img.id }, "pause image ready"),
           (err) => this.logger.warn({ pauseImage: this.config.pauseImage, err: messageOf(err) }, "pause image not available yet"),
         );
-      },
-      (err) => {
-        this.loaded = undefined;
-        // The next load reads all state afresh; what was buffered is stale.
-        this.pendingEvents = [];
-        this.logger.error({ err: messageOf(err) }, "could not load state from containerd; will retry when it reconnects");
-      },
-    );
+        return;
+      } catch (err) {
+        const delay = delays.next().value;
+        this.recovery = { ready: false, message: `podshim is recovering state from containerd (attempt ${attempt} failed: ${messageOf(err)}; next try in ${delay / 1000} s)` };
+        this.logger.error({ err: messageOf(err), attempt, retryInMs: delay }, "could not recover state from containerd; serving only Version and Status until it can");
+        await sleep(delay, this.stopRecovery.signal);
+      }
+    }
+  }
+
+  private dispatch(ev: TaskEvent): void {
+    if (this.pendingEvents) {
+      if (this.pendingEvents.length < MAX_PENDING_EVENTS) this.pendingEvents.push(ev);
+      else this.pendingOverflowed = true;
+      return;
+    }
+    this.sandboxes.handleEvent(ev);
+    this.containers.handleEvent(ev);
+  }
+
+  /** After a lost event stream (or more buffered events than kept): re-read task states. */
+  private async resync(): Promise<void> {
+    if (this.pendingEvents) return;
+    await Promise.all([this.sandboxes.resync(), this.containers.resync()]);
+  }
+
+  /**
+   * Loads state in containerd's order of things: subscribe first (events buffered until the
+   * subscription is confirmed live), then images, sandboxes and containers, sweep orphans,
+   * then apply what arrived meanwhile, so no exit that happened during recovery is lost.
+   */
+  private async loadState(): Promise<void> {
+    const containerd = await this.health.check();
+    if (!containerd.ready) throw new UnavailableError(`containerd is not reachable: ${containerd.message}`);
+    this.pendingEvents = [];
+    this.pendingOverflowed = false;
+    this.events.start();
+    await this.events.subscribed();
+    await this.images.load();
+    await this.sandboxes.load();
+    await this.containers.load();
+    const swept = await sweepOrphans({
+      client: this.containerd, records: this.records, snapshots: this.snapshots, sandboxes: this.sandboxes,
+      containers: this.containers, network: this.network, logger: this.logger.child({ part: "sweep" }),
+    });
+    if (Object.keys(swept).length > 0) this.logger.info({ reclaimed: swept }, "swept what no record explains");
+    const pending = this.pendingEvents;
+    this.pendingEvents = undefined;
+    for (const ev of pending) this.dispatch(ev);
+    if (this.pendingOverflowed) await Promise.all([this.sandboxes.resync(), this.containers.resync()]);
   }
 
   async stop(): Promise<void> {
-    this.logger.info("shutting down: draining in-flight calls");
+    this.stopping = true;
+    this.stopRecovery.abort();
+    const graceMs = this.config.shutdownGraceSeconds * 1000;
+    this.logger.info({ inFlight: this.inFlight.size, graceMs }, "shutting down: refusing new calls, letting in-flight ones finish");
     this.lifecycle.close();
-    await this.server.stop(SHUTDOWN_GRACE_MS);
+    const clean = await this.server.stop(graceMs);
+    if (!clean || this.inFlight.size > 0) {
+      // Calls still running are cut off at their next step and run their undo steps.
+      this.shutdown.abort();
+      await withTimeout("undoing the calls cut off by shutdown", UNDO_AFTER_CUTOFF_MS, this.inFlight.settled()).catch((err) => this.logger.error({ err: messageOf(err) }, "shutdown could not wait for every cut-off call"));
+    }
     this.ready = false;
+    await this.recovering;
     this.health.stop();
     await this.streaming.stop();
     this.stats.stop();
     this.events.stop();
-    this.containers.stop();
+    await this.containers.stop();
     this.network.close();
     this.registry.close();
     this.containerd.close();

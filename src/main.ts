@@ -34,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger(config.logLevel);
+  // A stray rejection is a bug to log, not a reason to take every pod's runtime down.
+  process.on("unhandledRejection", (reason) => logger.error({ err: reason instanceof Error ? reason.stack : String(reason) }, "unhandled promise rejection"));
   const app = new App(config, logger);
   try {
     await app.start();

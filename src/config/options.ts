@@ -22,6 +22,8 @@ export interface Config {
   restrictOomScoreAdj: boolean;
   cgroupDriver: CgroupDriver;
   logLevel: LogLevel;
+  /** On SIGTERM, how long in-flight calls may run before they are cut off and undone. */
+  shutdownGraceSeconds: number;
   /** RuntimeClass handlers by name; "" is the default. TOML only ([runtimes.<name>]). */
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
@@ -85,6 +87,13 @@ function bool(raw: unknown, source: string): boolean {
   if (raw === "true" || raw === "1") return true;
   if (raw === "false" || raw === "0") return false;
   throw new ConfigError(`${source} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+/** A whole number of seconds, 0 to 3600. */
+function seconds(raw: unknown, source: string): number {
+  const n = typeof raw === "number" ? raw : Number(str(raw, source));
+  if (!Number.isInteger(n) || n < 0 || n > 3600) throw new ConfigError(`${source} must be a whole number of seconds from 0 to 3600, got ${JSON.stringify(raw)}`);
+  return n;
 }
 
 /** An absolute path, or "" for none. */
@@ -165,6 +174,8 @@ export const OPTIONS = [
     defaultText: "cgroupfs", help: `cgroup driver reported to the kubelet (${CGROUP_DRIVERS.join(", ")})` }),
   spec({ key: "logLevel", flag: "log-level", toml: "log_level", kind: "string", metavar: "LEVEL", parse: oneOf(LOG_LEVELS),
     defaultText: "info", help: `log level (${LOG_LEVELS.join(", ")})` }),
+  spec({ key: "shutdownGraceSeconds", flag: "shutdown-grace", toml: "shutdown_grace", kind: "string", metavar: "SECONDS", parse: seconds,
+    defaultText: "30", help: "on SIGTERM, how long in-flight calls may finish before they are cut off and undone" }),
 ] as const satisfies readonly OptionSpec[];
 
 export function defaultConfig(): Config {

@@ -5,13 +5,12 @@ import { join } from "node:path";
 import type { Config } from "../config/options.js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerRecords, fromJsonAny, jsonAny, type Container } from "../containerd/containers.js";
+import type { TaskEvent } from "../containerd/events.js";
 import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks, TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
-import { FailedPreconditionError, InvalidArgumentError, messageOf, NotFoundError } from "../errors/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, isNotFound, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
 import { ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
-import { TaskExit, TaskOOM } from "../gen/containerd/events/task.js";
-import type { Envelope } from "../gen/containerd/types/event.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import type { ImageService } from "../image/image-service.js";
 import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
@@ -35,6 +34,10 @@ import { attachTo } from "./attach.js";
 import { connectInNetns } from "../network/port-forward.js";
 import type { Duplex } from "node:stream";
 import { deferred, type Deferred } from "../util/deferred.js";
+import { crashPoint, type CrashStep } from "../util/crash-point.js";
+import { retryTransient } from "../util/retry.js";
+import { nowUnixNanos } from "../logs/cri-log-format.js";
+import { CONTAINER_RECORD_EXTENSION, decodeContainerMetadata, decodeContainerStatus, encodeContainerMetadata, encodeContainerStatus } from "./container-record.js";
 import {
   containerNameKey,
   ContainerState,
@@ -51,8 +54,6 @@ export const ContainerLabel = {
   sandboxId: "io.podshim.sandbox-id",
   containerName: "io.kubernetes.container.name",
 } as const;
-const METADATA_EXTENSION = "io.podshim.container/metadata";
-const METADATA_TYPE_URL = "podshim.io/ContainerMetadata/v1";
 const RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 const SIGKILL = 9;
 /** How long a killed container may take to be reaped before StopContainer gives up. */
@@ -63,17 +64,6 @@ const LOG_DRAIN_MS = 2_000;
 const START_ERROR_EXIT_CODE = 128;
 /** containerd's exit code for a container whose fate was lost. */
 const UNKNOWN_EXIT_CODE = 255;
-
-interface PersistedMetadata extends Omit<ContainerMetadata, "config" | "createdAt"> {
-  config: unknown;
-  createdAt: string;
-}
-
-interface PersistedStatus extends Omit<ContainerStatusFields, "startedAt" | "finishedAt" | "resources"> {
-  startedAt: string;
-  finishedAt: string;
-  resources: unknown;
-}
 
 /** What a running container holds in this process: its output pump and stdin. */
 interface ContainerIo {
@@ -90,6 +80,8 @@ export interface ContainerServiceOptions {
   logger: Logger;
   /** Where lifecycle transitions are announced (GetContainerEvents). */
   events?: ContainerEventHub;
+  /** Aborted when podshim is shutting down and in-flight work must be cut off and undone. */
+  shutdown?: AbortSignal;
 }
 
 /**
@@ -105,6 +97,8 @@ export class ContainerService implements StreamingBackend {
   private readonly io = new Map<string, ContainerIo>();
   private readonly log: Logger;
   private readonly fifos: FifoPool;
+  /** CreateContainer calls under way, by container identity: a retry waits for the first. */
+  private readonly inflight = new Map<string, Promise<ContainerRecord>>();
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.containers = new ContainerRecords(opts.client);
@@ -126,6 +120,21 @@ export class ContainerService implements StreamingBackend {
     return join(this.rootDir(id), "status.json");
   }
 
+  /** Where the per-container dirs live (the sweep looks for ones no record explains). */
+  get containersDir(): string {
+    return join(this.opts.config.root, "containers");
+  }
+
+  get stateContainersDir(): string {
+    return join(this.opts.config.state, "containers");
+  }
+
+  /** A named step of a create or start: where tests crash podshim, where shutdown cuts in. */
+  private step(step: CrashStep, call: string): void {
+    crashPoint(step);
+    if (this.opts.shutdown?.aborted) throw new UnavailableError(`podshim is shutting down: ${call} was cut off and undone; retry it`);
+  }
+
   // ---------------------------------------------------------------- recovery
 
   /**
@@ -134,30 +143,25 @@ export class ContainerService implements StreamingBackend {
    */
   async load(): Promise<void> {
     await this.fifos.start();
-    const found = await this.containers.list([`labels."${ContainerLabel.kind}"==container`]);
-    await Promise.all(found.map(async (c) => {
-      try {
-        const rec = await this.recover(c);
-        this.store.add(rec);
-      } catch (err) {
-        this.log.warn({ container: c.id, err: messageOf(err) }, "skipping a container whose metadata cannot be read");
-      }
-    }));
+    const found = await retryTransient(() => this.containers.list([`labels."${ContainerLabel.kind}"==container`]));
+    // A record that cannot be read fails the load (recovery stays closed and says why); a
+    // transient error on one is retried, never a reason to drop it.
+    const recs = await Promise.all(found.map((c) => retryTransient(() => this.recover(c))));
+    for (const rec of recs) this.store.add(rec);
     this.log.info({ containers: this.store.size }, "container index loaded");
   }
 
   private async recover(c: Container): Promise<ContainerRecord> {
-    const meta = fromJsonAny<PersistedMetadata>(c.extensions[METADATA_EXTENSION]);
-    if (!meta) throw new Error("no container metadata extension");
-    const saved = await readJsonIfExists<PersistedStatus>(this.statusFile(c.id)).catch((err) => {
+    const meta = decodeContainerMetadata(c.id, c.extensions[CONTAINER_RECORD_EXTENSION]);
+    const file = this.statusFile(c.id);
+    const saved = await readJsonIfExists<unknown>(file).catch((err) => {
+      // Torn or unreadable: containerd's task state below says what the status is.
       this.log.warn({ container: c.id, err: messageOf(err) }, "unreadable status checkpoint; rebuilding the status from containerd");
       return undefined;
     });
     const rec: ContainerRecord = {
       ...meta,
-      config: ContainerConfig.fromJSON(meta.config),
-      createdAt: BigInt(meta.createdAt),
-      status: saved ? statusFromJson(saved) : freshStatus(meta.config ? ContainerConfig.fromJSON(meta.config).linux?.resources : undefined),
+      status: saved !== undefined ? decodeContainerStatus(file, saved) : freshStatus(meta.config.linux?.resources),
       removing: false,
     };
     const spec = fromJsonAny<Spec>(c.spec);
@@ -165,7 +169,7 @@ export class ContainerService implements StreamingBackend {
     const task = await this.tasks.get(c.id);
     if (rec.status.state === ContainerState.Created && task && task.status !== TaskStatusCode.CREATED) {
       // Started, but podshim went down before the start's checkpoint landed.
-      rec.status = { ...rec.status, state: ContainerState.Running, startedAt: BigInt(Date.now()) * 1_000_000n };
+      rec.status = { ...rec.status, state: ContainerState.Running, startedAt: nowUnixNanos() };
     }
     if (rec.status.state !== ContainerState.Running) {
       // A task that outlived its recorded exit (its deletion failed): RemoveContainer deletes it.
@@ -190,39 +194,39 @@ export class ContainerService implements StreamingBackend {
       await this.deleteExitedTask(c.id);
     } else {
       // The task is gone and with it the exit status (containerd restarted, or a reboot).
-      rec.status = { ...rec.status, state: ContainerState.Unknown, pid: 0, finishedAt: BigInt(Date.now()) * 1_000_000n, exitCode: UNKNOWN_EXIT_CODE, reason: ExitReason.Unknown, message: "the container's task disappeared while podshim was not running" };
+      rec.status = { ...rec.status, state: ContainerState.Unknown, pid: 0, finishedAt: nowUnixNanos(), exitCode: UNKNOWN_EXIT_CODE, reason: ExitReason.Unknown, message: "the container's task disappeared while podshim was not running" };
     }
     await this.persistStatus(rec);
     return rec;
   }
 
-  /** Closes every output pump (podshim is stopping; the shims keep the containers running). */
-  stop(): void {
+  /**
+   * Closes every output pump once what it has read is written (podshim is stopping; the
+   * shims keep the containers running, and what they write meanwhile waits in the FIFOs
+   * for the next podshim).
+   */
+  async stop(): Promise<void> {
+    const closing: Promise<void>[] = [];
     for (const [id, io] of this.io) {
-      void io.log.close();
       io.stdin?.destroy();
+      closing.push(io.log.close({ flush: true }));
       this.io.delete(id);
     }
+    await Promise.all(closing);
   }
 
   // ---------------------------------------------------------------- events
 
   /** Task exits and OOM kills of app containers; other events and ids are ignored. */
-  handleEvent(env: Envelope): void {
-    const any = env.event;
-    if (!any) return;
-    if (any.typeUrl.endsWith("containerd.events.TaskExit")) {
-      const exit = TaskExit.decode(any.value);
+  handleEvent(event: TaskEvent): void {
+    const rec = this.store.get(event.containerId);
+    if (!rec || rec.id !== event.containerId) return;
+    if (event.kind === "exit") {
       // Exec'd processes end with other ids; only the container's own process ends it.
-      if (exit.id !== exit.containerId) return;
-      const rec = this.store.get(exit.containerId);
-      if (!rec || rec.id !== exit.containerId) return;
-      const exitedAt = exit.exitedAt ? exit.exitedAt.seconds * 1_000_000_000n + BigInt(exit.exitedAt.nanos) : BigInt(Date.now()) * 1_000_000n;
-      this.onExit(rec.id, exit.exitStatus, exitedAt).catch((err) => this.log.error({ container: rec.id, err: messageOf(err) }, "recording a container exit failed"));
-    } else if (any.typeUrl.endsWith("containerd.events.TaskOOM")) {
-      const oom = TaskOOM.decode(any.value);
-      const rec = this.store.get(oom.containerId);
-      if (!rec || rec.id !== oom.containerId) return;
+      if (event.processId !== event.containerId) return;
+      const exitedAt = event.exitedAt > 0n ? event.exitedAt : nowUnixNanos();
+      this.onExit(rec.id, event.exitStatus, exitedAt).catch((err) => this.log.error({ container: rec.id, err: messageOf(err) }, "recording a container exit failed"));
+    } else {
       void this.lock.run(rec.id, async () => {
         rec.status.oomKilled = true;
         // The OOM event may trail the exit: correct the reason already recorded.
@@ -238,7 +242,7 @@ export class ContainerService implements StreamingBackend {
   async resync(): Promise<void> {
     await Promise.all(this.store.all().filter((r) => r.status.state === ContainerState.Running).map(async (rec) => {
       const task = await this.tasks.get(rec.id);
-      if (!task) await this.onExit(rec.id, UNKNOWN_EXIT_CODE, BigInt(Date.now()) * 1_000_000n);
+      if (!task) await this.onExit(rec.id, UNKNOWN_EXIT_CODE, nowUnixNanos());
       else if (task.status === TaskStatusCode.STOPPED) await this.onExit(rec.id, task.exitStatus, exitedAtNs(task));
     }));
   }
@@ -291,7 +295,7 @@ export class ContainerService implements StreamingBackend {
     const reason = rec.status.oomKilled ? ExitReason.OOMKilled : exitStatus === 0 ? ExitReason.Completed : ExitReason.Error;
     // The shim's clock stamps the exit, podshim's the start: a process that exits at once can
     // look as if it ended before it began.
-    let finishedAt = exitedAt > 0n ? exitedAt : BigInt(Date.now()) * 1_000_000n;
+    let finishedAt = exitedAt > 0n ? exitedAt : nowUnixNanos();
     if (finishedAt < rec.status.startedAt) finishedAt = rec.status.startedAt;
     rec.status = { ...rec.status, state: ContainerState.Exited, pid: 0, finishedAt, exitCode: exitStatus, reason };
   }
@@ -327,20 +331,33 @@ export class ContainerService implements StreamingBackend {
   async create(sandboxIdOrPrefix: string, config: ContainerConfig): Promise<ContainerRecord> {
     validateConfig(config);
     const sandbox = this.readySandbox(sandboxIdOrPrefix);
+    const m = sandbox.config.metadata!;
+    const nameKey = containerNameKey(config, m);
+    // A retry of a create still under way (the kubelet's deadline cut it off) gets its
+    // container; so does a retry after it finished, while the container is still created.
+    for (let pending = this.inflight.get(nameKey); pending; pending = this.inflight.get(nameKey)) {
+      const first = await pending.catch(() => undefined);
+      if (first && this.store.get(first.id) === first) return first;
+    }
+    const holder = this.store.holderOf(nameKey);
+    if (holder && holder.status.state === ContainerState.Created && !holder.removing) {
+      this.log.info({ container: holder.id }, "CreateContainer retried for a created container; answering with it");
+      return holder;
+    }
     const image = this.opts.images.status(config.image!.image);
     if (!image) throw new NotFoundError(`image "${config.image!.image}" not found: pull it before creating a container from it`);
     await this.checkHandlerFeatures(sandbox, config);
-    const m = sandbox.config.metadata!;
-    const nameKey = containerNameKey(config, m);
     const id = randomBytes(32).toString("hex");
     this.store.reserve(nameKey, id);
-    return this.lock.run(id, async () => {
+    const work = this.lock.run(id, async () => {
       const log = this.log.child({ container: id, sandbox: sandbox.id, name: config.metadata!.name });
       const cleanup = new CleanupStack(log);
       cleanup.push("release name", async () => this.store.release(nameKey, id));
       const steps = new StepTimer();
       try {
+        this.step("container.reserved", "CreateContainer");
         const rec = await this.createRecord(id, nameKey, sandbox, image, config, cleanup, log, steps);
+        this.step("container.created", "CreateContainer");
         this.store.add(rec);
         cleanup.dismiss();
         this.opts.events?.publish(id, sandbox.id, LifecycleEvent.Created);
@@ -352,6 +369,12 @@ export class ContainerService implements StreamingBackend {
         throw err;
       }
     });
+    this.inflight.set(nameKey, work);
+    const forget = () => {
+      if (this.inflight.get(nameKey) === work) this.inflight.delete(nameKey);
+    };
+    work.then(forget, forget);
+    return work;
   }
 
   /** A mount asking for what the pod's runtime handler cannot do is refused before any work. */
@@ -374,7 +397,7 @@ export class ContainerService implements StreamingBackend {
 
   private async createRecord(id: string, nameKey: string, sandbox: SandboxRecord, image: ImageEntry, config: ContainerConfig, cleanup: CleanupStack, log: Logger, steps: StepTimer): Promise<ContainerRecord> {
     const { client, snapshots } = this.opts;
-    const createdAt = BigInt(Date.now()) * 1_000_000n;
+    const createdAt = nowUnixNanos();
     const dir = this.rootDir(id);
     cleanup.push("remove container dir", () => rm(dir, { recursive: true, force: true }));
 
@@ -385,16 +408,18 @@ export class ContainerService implements StreamingBackend {
     // The FIFOs are made now, beside the snapshot, so StartContainer only has to open them.
     const io = this.fifoPaths({ id, config });
     const fifos = (async () => {
-      await mkdir(this.ioDir(id), { recursive: true, mode: 0o700 });
       cleanup.push("remove FIFOs", () => rm(join(this.opts.config.state, "containers", id), { recursive: true, force: true }));
+      await mkdir(this.ioDir(id), { recursive: true, mode: 0o700 });
       await this.fifos.place([io.stdin, io.stdout, io.stderr].filter((p) => p !== ""));
+      this.step("container.fifos-made", "CreateContainer");
     })();
 
     let prepared!: PreparedSpec;
     const record = withLease(client, log, "container", 600_000, async (lease) => {
-      const mounts = await snapshots.prepare(id, image.chainId, {}, { lease });
       cleanup.push("remove snapshot", () => snapshots.remove(id));
+      const mounts = await snapshots.prepare(id, image.chainId, {}, { lease });
       steps.mark("snapshot");
+      this.step("container.snapshot-prepared", "CreateContainer");
       prepared = await prepareContainerSpec({
         id, config, sandbox, image, imageName, rootfs: mounts,
         files: this.opts.sandboxes.files(sandbox),
@@ -411,10 +436,11 @@ export class ContainerService implements StreamingBackend {
         id, image: imageName, spec: prepared.spec, snapshotter: snapshots.snapshotter, snapshotKey: id,
         labels: { [ContainerLabel.kind]: "container", [ContainerLabel.sandboxId]: sandbox.id, [ContainerLabel.containerName]: config.metadata!.name },
         runtime: this.opts.sandboxes.runtimeOf(sandbox),
-        extensions: { [METADATA_EXTENSION]: persistedMetadata(meta) },
+        extensions: { [CONTAINER_RECORD_EXTENSION]: encodeContainerMetadata(meta) },
       }, { lease });
       cleanup.push("delete container", () => this.containers.delete(id));
       steps.mark("record");
+      this.step("container.container-recorded", "CreateContainer");
     }, { syncGc: false, background: true });
     // Both must settle before a failure unwinds: each registers its own undos.
     const [made, recorded] = await Promise.allSettled([fifos, record]);
@@ -458,9 +484,10 @@ export class ContainerService implements StreamingBackend {
       const cleanup = new CleanupStack(log);
       const steps = new StepTimer();
       try {
+        cleanup.push("close output", () => this.closeIo(rec.id, false));
         await this.attachIo(rec, true);
         steps.mark("io");
-        cleanup.push("close output", () => this.closeIo(rec.id, false));
+        this.step("start.io-attached", "StartContainer");
         if (this.tasksLeft.has(rec.id)) {
           // A start cut short by a podshim crash left its task behind.
           await this.tasks.kill(rec.id, SIGKILL, true);
@@ -470,26 +497,30 @@ export class ContainerService implements StreamingBackend {
         const rootfs = await this.opts.snapshots.mounts(rec.id);
         steps.mark("mounts");
         const io = this.fifoPaths(rec);
-        await this.tasks.create(rec.id, rootfs, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: rec.config.tty });
-        steps.mark("task");
         cleanup.push("delete task", async () => {
           this.tasksLeft.add(rec.id);
           await this.tasks.kill(rec.id, SIGKILL, true);
           await this.tasks.wait(rec.id, { timeoutMs: KILL_WAIT_MS }).catch(() => undefined);
-          await this.tasks.delete(rec.id);
+          await this.tasks.delete(rec.id).catch((err) => {
+            if (!isNotFound(err)) throw err;
+          });
           this.tasksLeft.delete(rec.id);
         });
+        await this.tasks.create(rec.id, rootfs, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: rec.config.tty });
+        steps.mark("task");
+        this.step("start.task-created", "StartContainer");
         const pid = await this.tasks.start(rec.id);
         steps.mark("start");
-        rec.status = { ...rec.status, state: ContainerState.Running, pid, startedAt: BigInt(Date.now()) * 1_000_000n };
+        this.step("start.task-started", "StartContainer");
+        rec.status = { ...rec.status, state: ContainerState.Running, pid, startedAt: nowUnixNanos() };
         cleanup.dismiss();
         // Not awaited: recovery treats a created container with a live task as started.
-        this.persistStatus(rec).catch((err) => log.warn({ err: messageOf(err) }, "cannot checkpoint the container's start"));
+        this.persistStatus(rec).then(() => crashPoint("start.running"), (err) => log.warn({ err: messageOf(err) }, "cannot checkpoint the container's start"));
         this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Started);
         log.info({ pid, ms: steps.ms }, "container started");
       } catch (err) {
         await cleanup.unwind();
-        const now = BigInt(Date.now()) * 1_000_000n;
+        const now = nowUnixNanos();
         rec.status = { ...rec.status, state: ContainerState.Exited, pid: 0, startedAt: now, finishedAt: now, exitCode: START_ERROR_EXIT_CODE, reason: ExitReason.StartError, message: messageOf(err) };
         await this.persistStatus(rec).catch(() => undefined);
         this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Stopped);
@@ -568,7 +599,7 @@ export class ContainerService implements StreamingBackend {
     } catch (err) {
       if (rec.status.state !== ContainerState.Running) return true;
       if (!(await this.tasks.get(rec.id))) {
-        await this.onExit(rec.id, UNKNOWN_EXIT_CODE, BigInt(Date.now()) * 1_000_000n);
+        await this.onExit(rec.id, UNKNOWN_EXIT_CODE, nowUnixNanos());
         return true;
       }
       this.log.debug({ container: rec.id, err: messageOf(err) }, "waiting for the container's exit ended");
@@ -735,14 +766,12 @@ export class ContainerService implements StreamingBackend {
   private readonly statusWrites = new Map<string, Promise<void>>();
 
   /**
-   * Checkpoints a container's status. Each write serialises the status as it is when the write
-   * begins, so the newest state always lands last. Not fsync'd: the page cache survives a
-   * crash of podshim, and a crash of the machine takes the tasks along (recovery reports them
-   * as Unknown whatever the file says).
+   * Checkpoints a container's status durably (fsync, then rename). Each write serialises the
+   * status as it is when the write begins, so the newest state always lands last.
    */
   private persistStatus(rec: ContainerRecord): Promise<void> {
     const prev = this.statusWrites.get(rec.id) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(() => writeJsonAtomic(this.statusFile(rec.id), statusToJson(rec.status), { durable: false }));
+    const next = prev.catch(() => undefined).then(() => writeJsonAtomic(this.statusFile(rec.id), encodeContainerStatus(rec.status)));
     this.statusWrites.set(rec.id, next);
     const forget = (): void => {
       if (this.statusWrites.get(rec.id) === next) this.statusWrites.delete(rec.id);
@@ -754,19 +783,6 @@ export class ContainerService implements StreamingBackend {
 
 function freshStatus(resources: LinuxContainerResources | undefined): ContainerStatusFields {
   return { state: ContainerState.Created, pid: 0, startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "", oomKilled: false, resources };
-}
-
-function statusToJson(s: ContainerStatusFields): PersistedStatus {
-  return { ...s, startedAt: s.startedAt.toString(), finishedAt: s.finishedAt.toString(), resources: s.resources ? LinuxContainerResources.toJSON(s.resources) : undefined };
-}
-
-function statusFromJson(s: PersistedStatus): ContainerStatusFields {
-  return { ...s, startedAt: BigInt(s.startedAt), finishedAt: BigInt(s.finishedAt), resources: s.resources ? LinuxContainerResources.fromJSON(s.resources) : undefined };
-}
-
-function persistedMetadata(m: ContainerMetadata): Any {
-  const value: PersistedMetadata = { ...m, config: ContainerConfig.toJSON(m.config), createdAt: m.createdAt.toString() };
-  return jsonAny(METADATA_TYPE_URL, value);
 }
 
 function validateConfig(config: ContainerConfig): void {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { LeasesService } from "../gen/containerd/services/leases/v1/leases.js";
-import { messageOf } from "../errors/errors.js";
+import { isNotFound, messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import type { ContainerdClient } from "./client.js";
 
@@ -38,5 +38,19 @@ export async function withLease<T>(client: ContainerdClient, logger: Logger, pur
     // the lease to go.
     if (opts.background) void release();
     else await release();
+  }
+}
+
+/** The ids of every lease in podshim's namespace. */
+export async function listLeases(client: ContainerdClient): Promise<string[]> {
+  return (await client.call(LeasesService.list, { filters: [] }, { timeoutMs: 30_000 })).leases.map((l) => l.id);
+}
+
+/** Deletes a lease without waiting for a collection; one already gone is not an error. */
+export async function deleteLease(client: ContainerdClient, id: string): Promise<void> {
+  try {
+    await client.call(LeasesService.delete, { id, sync: false }, { timeoutMs: 30_000 });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
   }
 }

@@ -12,7 +12,7 @@ export function createContainer(deps: CriDeps): UnaryRpc<CreateContainerRequest,
   return async (req) => {
     if (!req.podSandboxId) throw new InvalidArgumentError("CreateContainer: pod_sandbox_id is required");
     if (!req.config) throw new InvalidArgumentError("CreateContainer: config is required");
-    const rec = await deps.containers.create(req.podSandboxId, req.config);
+    const rec = await deps.pods.createContainer(req.podSandboxId, req.config);
     return CreateContainerResponse.fromPartial({ containerId: rec.id });
   };
 }

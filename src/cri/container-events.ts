@@ -19,7 +19,7 @@ const TYPE: Record<LifecycleEvent, ContainerEventType> = {
 export function getContainerEvents(deps: CriDeps & { events: ContainerEventHub }): StreamRpc<GetEventsRequest, ContainerEventResponse> {
   return async (_req, send, ctx) => {
     for await (const event of deps.events.subscribe(ctx.signal)) {
-      const sandbox = deps.sandboxes.store.get(event.sandboxId);
+      const sandbox = deps.sandboxes.store.find(event.sandboxId);
       await send({
         containerId: event.containerId,
         containerEventType: TYPE[event.type],

@@ -8,7 +8,7 @@ import type { CriDeps } from "./deps.js";
 export function startContainer(deps: CriDeps): UnaryRpc<StartContainerRequest, StartContainerResponse> {
   return async (req) => {
     if (!req.containerId) throw new InvalidArgumentError("StartContainer: container_id is required");
-    await deps.containers.start(req.containerId);
+    await deps.pods.startContainer(req.containerId);
     return StartContainerResponse.fromPartial({});
   };
 }

@@ -7,6 +7,14 @@ import type { ContainerService } from "../container/container-service.js";
 import type { AttachParams, ExecParams } from "../streaming/backend.js";
 import type { StatsApi } from "../stats/types.js";
 import type { ContainerEventHub } from "../events/container-events.js";
+import type { PodService } from "../pod/pod-service.js";
+
+/** Where start-up recovery stands: until it is done, only Version and Status answer. */
+export interface RecoveryState {
+  ready: boolean;
+  /** Why not ready yet (the last error of a failed load), for Status. */
+  message: string;
+}
 
 /** The streaming server as the Exec, Attach and PortForward RPCs see it: it hands out URLs. */
 export interface StreamingUrls {
@@ -23,6 +31,8 @@ export interface CriDeps {
   images: ImageService;
   sandboxes: SandboxService;
   containers: ContainerService;
+  pods: PodService;
+  recovery: () => RecoveryState;
   streaming: StreamingUrls;
   stats: StatsApi;
   events: ContainerEventHub;

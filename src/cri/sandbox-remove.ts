@@ -8,10 +8,7 @@ import type { CriDeps } from "./deps.js";
 export function removePodSandbox(deps: CriDeps): UnaryRpc<RemovePodSandboxRequest, RemovePodSandboxResponse> {
   return async (req) => {
     if (!req.podSandboxId) throw new InvalidArgumentError("RemovePodSandbox: pod_sandbox_id is required");
-    const sandbox = deps.sandboxes.store.get(req.podSandboxId);
-    if (!sandbox) return RemovePodSandboxResponse.fromPartial({});
-    await deps.containers.removeAllIn(sandbox.id);
-    await deps.sandboxes.remove(sandbox.id);
+    await deps.pods.remove(req.podSandboxId);
     return RemovePodSandboxResponse.fromPartial({});
   };
 }

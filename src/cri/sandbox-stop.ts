@@ -8,10 +8,7 @@ import type { CriDeps } from "./deps.js";
 export function stopPodSandbox(deps: CriDeps): UnaryRpc<StopPodSandboxRequest, StopPodSandboxResponse> {
   return async (req) => {
     if (!req.podSandboxId) throw new InvalidArgumentError("StopPodSandbox: pod_sandbox_id is required");
-    const sandbox = deps.sandboxes.store.get(req.podSandboxId);
-    if (!sandbox) return StopPodSandboxResponse.fromPartial({});
-    await deps.containers.stopAllIn(sandbox.id);
-    await deps.sandboxes.stopSandbox(sandbox.id);
+    await deps.pods.stop(req.podSandboxId);
     return StopPodSandboxResponse.fromPartial({});
   };
 }

@@ -1,4 +1,4 @@
-// Status: RuntimeReady says containerd answers now; NetworkReady says a CNI network config
+// Status: RuntimeReady says podshim has recovered its state and containerd answers now; NetworkReady says a CNI network config
 // is loaded and its plugins exist. Neither failing is an error of the call: the conditions
 // carry the reason and a message for the operator. verbose adds the details as JSON.
 import { StatusResponse, type StatusRequest } from "../gen/cri/runtime/v1/api.js";
@@ -19,12 +19,16 @@ export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
         : { ...cni, error: network.message });
       info.config = JSON.stringify(deps.config);
     }
+    const recovery = deps.recovery();
+    if (req.verbose) info.recovery = JSON.stringify(recovery);
     return StatusResponse.fromPartial({
       status: {
         conditions: [
-          containerd.ready
-            ? { type: "RuntimeReady", status: true }
-            : { type: "RuntimeReady", status: false, reason: "ContainerdUnreachable", message: containerd.message },
+          !recovery.ready
+            ? { type: "RuntimeReady", status: false, reason: "RecoveringState", message: recovery.message }
+            : containerd.ready
+              ? { type: "RuntimeReady", status: true }
+              : { type: "RuntimeReady", status: false, reason: "ContainerdUnreachable", message: containerd.message },
           network.ok
             ? { type: "NetworkReady", status: true }
             : { type: "NetworkReady", status: false, reason: network.reason, message: network.message },

@@ -1,6 +1,7 @@
 // One container's output: its stdout/stderr FIFOs read on the event loop, framed into CRI
 // log records, and written to the log file kubelet named, through a single writer.
 
+import { withTimeout } from "../util/timeout.js";
 import { constants } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
 import type { Socket } from "node:net";
@@ -179,6 +180,9 @@ class SerialLogWriter {
 
 interface StreamReader {
   socket: Socket;
+  /** Hands what is already read (buffered in the socket, and an unfinished line as a P
+   * record) to the writer and ends the stream; what is still in the FIFO stays there. */
+  flush(): void;
   /** Resolves when the stream ended and its last records were handed to the writer. */
   ended: Promise<void>;
 }
@@ -267,12 +271,20 @@ export class ContainerLog {
     return run;
   }
 
-  /** Stops reading, drops what is not written yet, closes the FIFOs and the file, resolves
-   * `done`. Safe to call more than once. */
-  close(): Promise<void> {
+  /**
+   * Stops reading, closes the FIFOs and the file, resolves `done`. By default what is not
+   * written yet is dropped; with `flush` (podshim shutting down while the container runs on)
+   * everything already read is written first, for up to `flushTimeoutMs`, and the rest of the
+   * container's output waits in its FIFO for the next podshim. Safe to call more than once.
+   */
+  close(opts: { flush?: boolean; flushTimeoutMs?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
-      for (const r of this.readers) r.socket.destroy();
+      for (const r of this.readers) {
+        if (opts.flush) r.flush();
+        r.socket.destroy();
+      }
       await this.reopening;
+      if (opts.flush && this.writer) await withTimeout("flushing the container log", opts.flushTimeoutMs ?? 5000, this.writer.idle()).catch(() => undefined);
       await this.writer?.close();
       this.finished.resolve();
     })();
@@ -301,11 +313,11 @@ export class ContainerLog {
     let over = false;
     // The end of a stream flushes its unfinished line; an error counts as an end (nothing more
     // will come), close() does not (it discards).
-    const finish = (err?: Error): void => {
+    const finish = (err?: Error, flushing = false): void => {
       if (over) return;
       over = true;
       if (err) this.opts.logger.warn({ stream, path: this.opts.path, err: err.message }, "reading container output failed");
-      if (writer && !this.closing) writer.add(splitter.end());
+      if (writer && (!this.closing || flushing)) writer.add(splitter.end());
       ended.resolve();
     };
     socket.on("data", (chunk: Buffer) => {
@@ -322,7 +334,14 @@ export class ContainerLog {
     socket.on("end", () => finish());
     socket.on("error", (err) => finish(err));
     socket.on("close", () => finish());
-    return { socket, ended: ended.promise };
+    const flush = (): void => {
+      if (over) return;
+      socket.pause();
+      // read() on a paused socket emits each buffered chunk as "data" as well.
+      while (socket.read() !== null);
+      finish(undefined, true);
+    };
+    return { socket, ended: ended.promise, flush };
   }
 
   private setPaused(paused: boolean): void {

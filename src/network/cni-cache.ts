@@ -1,4 +1,4 @@
-import { readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InternalError, InvalidArgumentError } from "../errors/errors.js";
 import { writeJsonAtomic } from "../util/atomic-file.js";
@@ -34,6 +34,19 @@ export class CniResultCache {
   path(podId: string): string {
     if (!POD_ID.test(podId)) throw new InvalidArgumentError(`pod id "${podId}" cannot name a CNI cache file`);
     return join(this.dir, `${podId}.json`);
+  }
+
+  /** Moves the entries of a cache dir used before into this one (an upgrade). */
+  async adopt(oldDir: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(oldDir);
+    } catch {
+      return;
+    }
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    for (const name of names.filter((n) => n.endsWith(".json"))) await rename(join(oldDir, name), join(this.dir, name));
+    await rm(oldDir, { recursive: true, force: true });
   }
 
   async save(entry: Omit<CniCacheEntry, "version" | "savedAt">): Promise<void> {

@@ -1,4 +1,5 @@
 import { watch, type FSWatcher } from "node:fs";
+import { join } from "node:path";
 import { FailedPreconditionError, InvalidArgumentError, messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import { KeyedLock } from "../util/keyed-lock.js";
@@ -12,6 +13,9 @@ export interface NetworkServiceOptions {
   cniConfDir: string;
   cniBinDirs: readonly string[];
   stateDir: string;
+  /** Where the CNI result cache lives: persistent, so DEL still works after a reboot
+   * (the IP leases of host-local survive one). Defaults to stateDir. */
+  rootDir?: string;
   logger: Logger;
   /** Per CNI plugin execution (default 60 s). */
   cniExecTimeoutMs?: number;
@@ -51,9 +55,10 @@ const POD_IFNAME = "eth0";
 const WATCH_RETRY_MS = 5000;
 
 /**
- * Pod networking as the rest of podshim sees it. For now: whether a CNI network is usable
- * (NetworkReady) and the pod CIDR the kubelet gave. The config is re-read at most once a
- * second, so an operator who drops a .conflist into the conf dir is seen without a restart.
+ * Pod networking as the rest of podshim sees it: whether a CNI network is usable
+ * (NetworkReady), the pod CIDR the kubelet gave, and setting pods up and tearing them down
+ * with the result cache that makes DEL exact after a restart. The config is re-read at most
+ * once a second, so a .conflist dropped into the conf dir is seen without a restart.
  */
 export class NetworkService {
   readonly podCidr: PodCidrStore;
@@ -73,11 +78,13 @@ export class NetworkService {
       logger: opts.logger,
       ...(opts.cniExecTimeoutMs !== undefined ? { execTimeoutMs: opts.cniExecTimeoutMs } : {}),
     });
-    this.cniCache = new CniResultCache(opts.stateDir);
+    this.cniCache = new CniResultCache(opts.rootDir ?? opts.stateDir);
   }
 
   async start(): Promise<void> {
     await this.podCidr.load();
+    // An older podshim kept the cache under the state dir: carry its entries over.
+    if (this.opts.rootDir && this.opts.rootDir !== this.opts.stateDir) await this.cniCache.adopt(join(this.opts.stateDir, "cni"));
   }
 
   async network(): Promise<CniLoadResult> {

@@ -4,16 +4,15 @@ import { join } from "node:path";
 import type { Config } from "../config/options.js";
 import type { RuntimeHandlerConfig } from "../config/runtimes.js";
 import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerRecords, fromJsonAny, jsonAny, type Container } from "../containerd/containers.js";
+import { ContainerRecords, type Container } from "../containerd/containers.js";
 import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks, TaskStatusCode } from "../containerd/tasks.js";
-import { InvalidArgumentError, messageOf, NotFoundError } from "../errors/errors.js";
+import { InternalError, InvalidArgumentError, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
 import { NamespaceMode, PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
-import { TaskExit } from "../gen/containerd/events/task.js";
 import { Options as RuncOptions } from "../gen/containerd/types/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";
-import type { Envelope } from "../gen/containerd/types/event.js";
+import type { TaskEvent } from "../containerd/events.js";
 import type { ImageService } from "../image/image-service.js";
 import type { Logger } from "../log/logger.js";
 import { createNetns, deleteNetns, netnsNameFor } from "../network/netns.js";
@@ -29,6 +28,11 @@ import { defaultCapabilities } from "../oci/defaults.js";
 import { RuntimeFeatureProbe, type HandlerFeatures } from "../oci/runtime-features.js";
 import { renderHosts, renderResolvConf, type SandboxFilePaths } from "./sandbox-files.js";
 import { nameKeyOf, SandboxState, SandboxStore, type SandboxRecord } from "./sandbox-store.js";
+import { decodeSandboxRecord, encodeSandboxRecord, SANDBOX_RECORD_EXTENSION } from "./sandbox-record.js";
+import { crashPoint, type CrashStep } from "../util/crash-point.js";
+import { retryTransient } from "../util/retry.js";
+import { writeJsonAtomic } from "../util/atomic-file.js";
+import { nowUnixNanos } from "../logs/cri-log-format.js";
 
 // Labels and the extension podshim puts on a sandbox's containerd container: the kind (so
 // recovery finds sandboxes), the pod identity for people using ctr, and the record itself.
@@ -38,20 +42,20 @@ export const SandboxLabel = {
   podNamespace: "io.kubernetes.pod.namespace",
   podUid: "io.kubernetes.pod.uid",
 } as const;
-const METADATA_EXTENSION = "io.podshim.sandbox/metadata";
-const METADATA_TYPE_URL = "podshim.io/SandboxMetadata/v1";
 const RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options";
 const SIGKILL = 9;
 const STOP_WAIT_MS = 10_000;
 const SHM_SIZE = "65536k";
+/** A pause image pull inside RunPodSandbox gives up after this long. */
+const PAUSE_PULL_TIMEOUT_MS = 120_000;
+/** Written into a new sandbox's dir before any side effect outside it, so a sweep after a
+ * crash knows which network namespace the half-made sandbox had pinned. */
+export const SANDBOX_INTENT_FILE = "intent.json";
 
-interface PersistedSandbox {
+export interface SandboxIntent {
+  version: 1;
   id: string;
-  config: unknown;
-  runtimeHandler: string;
-  createdAt: string;
-  netnsPath: string;
-  ips: string[];
+  netns: string;
 }
 
 export interface SandboxServiceOptions {
@@ -63,6 +67,8 @@ export interface SandboxServiceOptions {
   logger: Logger;
   /** Where lifecycle transitions are announced (GetContainerEvents). */
   events?: ContainerEventHub;
+  /** Aborted when podshim is shutting down and in-flight work must be cut off and undone. */
+  shutdown?: AbortSignal;
 }
 
 /**
@@ -78,6 +84,8 @@ export class SandboxService {
   private readonly tasks: Tasks;
   private readonly log: Logger;
   private readonly features = new RuntimeFeatureProbe();
+  /** RunPodSandbox calls under way, by pod identity: a retry waits for the first. */
+  private readonly inflight = new Map<string, Promise<SandboxRecord>>();
 
   constructor(private readonly opts: SandboxServiceOptions) {
     this.containers = new ContainerRecords(opts.client);
@@ -103,46 +111,54 @@ export class SandboxService {
     return h;
   }
 
-  /** Rebuilds the index from containerd. */
+  /**
+   * Rebuilds the index from containerd. A transient containerd error on one record is
+   * retried; a record that cannot be read fails the whole load (recovery stays closed and
+   * says why) rather than dropping a pod that may still be running with its IP and ports.
+   */
   async load(): Promise<void> {
-    const found = await this.containers.list([`labels."${SandboxLabel.kind}"==sandbox`]);
-    for (const c of found) {
-      try {
-        this.store.add(await this.recover(c));
-      } catch (err) {
-        this.log.warn({ sandbox: c.id, err: messageOf(err) }, "skipping a sandbox whose metadata cannot be read");
-      }
-    }
-    this.log.info({ sandboxes: this.store.all().length }, "sandbox index loaded");
+    const found = await retryTransient(() => this.containers.list([`labels."${SandboxLabel.kind}"==sandbox`]));
+    const recs = await Promise.all(found.map((c) => retryTransient(() => this.recover(c))));
+    for (const rec of recs) this.store.add(rec);
+    this.log.info({ sandboxes: this.store.size }, "sandbox index loaded");
   }
 
   private async recover(c: Container): Promise<SandboxRecord> {
-    const meta = fromJsonAny<PersistedSandbox>(c.extensions[METADATA_EXTENSION]);
-    if (!meta) throw new Error("no sandbox metadata extension");
-    const config = PodSandboxConfig.fromJSON(meta.config);
+    const data = decodeSandboxRecord(c.id, c.extensions[SANDBOX_RECORD_EXTENSION]);
     const task = await this.tasks.get(c.id);
-    const running = task?.status === TaskStatusCode.RUNNING;
+    // A sandbox whose RunPodSandbox never finished is reported NOTREADY: the kubelet stops and
+    // removes it and makes the next attempt.
+    const running = data.complete && task?.status === TaskStatusCode.RUNNING;
     return {
       id: c.id,
-      nameKey: nameKeyOf(config),
-      config,
-      runtimeHandler: meta.runtimeHandler,
-      createdAt: BigInt(meta.createdAt),
-      netnsPath: meta.netnsPath,
-      ips: meta.ips,
+      nameKey: nameKeyOf(data.config),
+      config: data.config,
+      runtimeHandler: data.runtimeHandler,
+      createdAt: data.createdAt,
+      netnsPath: data.netnsPath,
+      ips: data.ips,
       state: running ? SandboxState.Ready : SandboxState.NotReady,
       pid: running ? task!.pid : 0,
       dir: this.sandboxDir(c.id),
     };
   }
 
+  /** Where the per-sandbox dirs live (the sweep looks for ones no record explains). */
+  get sandboxesDir(): string {
+    return join(this.opts.config.root, "sandboxes");
+  }
+
+  get stateSandboxesDir(): string {
+    return join(this.opts.config.state, "sandboxes");
+  }
+
   private sandboxDir(id: string): string {
-    return join(this.opts.config.root, "sandboxes", id);
+    return join(this.sandboxesDir, id);
   }
 
   /** Per-sandbox runtime state (gone at reboot, like the sandbox itself). */
   private stateDir(id: string): string {
-    return join(this.opts.config.state, "sandboxes", id);
+    return join(this.stateSandboxesDir, id);
   }
 
   shmPath(id: string): string {
@@ -150,7 +166,7 @@ export class SandboxService {
   }
 
   /** Unmounts the pod's shm, then removes its runtime state dir. */
-  private async releaseStateDir(id: string): Promise<void> {
+  async releaseStateDir(id: string): Promise<void> {
     await unmountAndRemove(this.shmPath(id));
     await rm(this.stateDir(id), { recursive: true, force: true });
   }
@@ -174,17 +190,20 @@ export class SandboxService {
   }
 
   /** Task exits of pause containers; other events and ids are ignored. */
-  handleEvent(env: Envelope): void {
-    const any = env.event;
-    if (!any || !any.typeUrl.endsWith("containerd.events.TaskExit")) return;
-    const exit = TaskExit.decode(any.value);
-    const rec = this.store.get(exit.containerId);
+  handleEvent(event: TaskEvent): void {
+    if (event.kind !== "exit") return;
+    const rec = this.store.get(event.containerId);
     // Only the pause process itself ends a sandbox (exec'd processes have other ids).
-    if (rec && rec.id === exit.containerId && exit.id === exit.containerId && rec.state === SandboxState.Ready) {
+    if (!rec || rec.id !== event.containerId || event.processId !== event.containerId) return;
+    if (rec.creating) {
+      rec.exitedWhileCreating = true;
+      return;
+    }
+    if (rec.state === SandboxState.Ready) {
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
       this.opts.events?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
-      this.log.info({ sandbox: rec.id, exitStatus: exit.exitStatus }, "pause container exited; sandbox not ready");
+      this.log.info({ sandbox: rec.id, exitStatus: event.exitStatus }, "pause container exited; sandbox not ready");
     }
   }
 
@@ -202,21 +221,33 @@ export class SandboxService {
   /**
    * RunPodSandbox. Independent steps overlap: CNI wires the pinned netns while the pause
    * container is created and started. Every side effect registers its undo at once; any
-   * failure unwinds them all, so a failed run leaves nothing behind.
+   * failure unwinds them all, so a failed run leaves nothing behind. A retry with the same
+   * pod identity (the kubelet's, after its deadline cut the first call off) waits for the
+   * call under way and gets its sandbox; once that sandbox is ready, the same identity keeps
+   * getting it. The first call goes on when its client gives up: the kubelet comes back.
    */
   async run(config: PodSandboxConfig, runtimeHandler: string): Promise<SandboxRecord> {
     validateConfig(config);
+    const nameKey = nameKeyOf(config);
+    for (let pending = this.inflight.get(nameKey); pending; pending = this.inflight.get(nameKey)) {
+      const first = await pending.catch(() => undefined);
+      if (first && this.store.get(first.id) === first && first.state === SandboxState.Ready) return first;
+    }
+    const holder = this.store.holderOf(nameKey);
+    if (holder && !holder.creating && holder.state === SandboxState.Ready) {
+      this.log.info({ sandbox: holder.id }, "RunPodSandbox retried for a ready sandbox; answering with it");
+      return holder;
+    }
     const handler = this.handler(runtimeHandler);
     const id = randomBytes(32).toString("hex");
-    const nameKey = nameKeyOf(config);
     this.store.reserve(nameKey, id);
-    return this.lock.run(id, async () => {
+    const work = this.lock.run(id, async () => {
       const log = this.log.child({ sandbox: id, pod: `${config.metadata!.namespace}/${config.metadata!.name}` });
       const cleanup = new CleanupStack(log);
       cleanup.push("release name", async () => this.store.release(nameKey, id));
       try {
+        this.step("sandbox.reserved");
         const rec = await this.create(id, nameKey, config, runtimeHandler, handler, cleanup, log);
-        this.store.add(rec);
         cleanup.dismiss();
         this.opts.events?.publish(id, id, LifecycleEvent.Created);
         this.opts.events?.publish(id, id, LifecycleEvent.Started);
@@ -227,22 +258,40 @@ export class SandboxService {
         throw err;
       }
     });
+    this.inflight.set(nameKey, work);
+    const forget = () => {
+      if (this.inflight.get(nameKey) === work) this.inflight.delete(nameKey);
+    };
+    work.then(forget, forget);
+    return work;
+  }
+
+  /** A named step of a create: where tests crash podshim, and where shutdown cuts in. */
+  private step(step: CrashStep): void {
+    crashPoint(step);
+    if (this.opts.shutdown?.aborted) throw new UnavailableError("podshim is shutting down: RunPodSandbox was cut off and undone; retry it");
   }
 
   private async create(id: string, nameKey: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, cleanup: CleanupStack, log: Logger): Promise<SandboxRecord> {
     const { client, snapshots } = this.opts;
-    const createdAt = BigInt(Date.now()) * 1_000_000n;
-    const pause = await this.opts.images.ensurePauseImage();
+    const createdAt = nowUnixNanos();
+    const pullDeadline = AbortSignal.timeout(PAUSE_PULL_TIMEOUT_MS);
+    const pause = await this.opts.images.ensurePauseImage(this.opts.shutdown ? AbortSignal.any([pullDeadline, this.opts.shutdown]) : pullDeadline);
     const dir = this.sandboxDir(id);
-    await mkdir(dir, { recursive: true, mode: 0o711 });
-    cleanup.push("remove sandbox dir", () => rm(dir, { recursive: true, force: true }));
-
     const nsOpts = config.linux?.securityContext?.namespaceOptions;
     const hostNetwork = nsOpts?.network === NamespaceMode.NODE;
+    const netnsName = hostNetwork ? "" : netnsNameFor(id);
+    await mkdir(dir, { recursive: true, mode: 0o711 });
+    cleanup.push("remove sandbox dir", () => rm(dir, { recursive: true, force: true }));
+    const intent: SandboxIntent = { version: 1, id, netns: netnsName };
+    await writeJsonAtomic(join(dir, SANDBOX_INTENT_FILE), intent);
+    this.step("sandbox.dir-made");
+
     let netnsPath = "";
     if (!hostNetwork) {
-      netnsPath = await createNetns(netnsNameFor(id));
+      netnsPath = await createNetns(netnsName);
       cleanup.push("delete netns", () => deleteNetns(netnsPath));
+      this.step("sandbox.netns-pinned");
     }
 
     // One /dev/shm for the whole pod: a tmpfs the pause container and (later) every app
@@ -250,8 +299,9 @@ export class SandboxService {
     let shm: string | undefined;
     if (nsOpts?.ipc !== NamespaceMode.NODE) {
       shm = this.shmPath(id);
-      await mountTmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
       cleanup.push("unmount shm", () => this.releaseStateDir(id));
+      await mountTmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
+      this.step("sandbox.shm-mounted");
     }
     const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf"), ...(shm ? { shm } : {}) };
     const hostname = config.hostname || (hostNetwork ? (await readFile("/etc/hostname", "utf8").catch(() => "localhost")).trim() : config.metadata!.name);
@@ -265,36 +315,43 @@ export class SandboxService {
       defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities()),
       localhostSeccomp: await loadLocalhostSeccomp(config.linux?.securityContext),
     });
+    const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };
 
     const network = (async () => {
       if (hostNetwork) return { ips: [] as string[] };
       cleanup.push("CNI DEL", () => this.opts.network.tearDownPod(id, netnsPath));
       const m = config.metadata!;
-      return this.opts.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations });
+      const res = await this.opts.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations });
+      this.step("sandbox.cni-added");
+      return res;
     })();
 
     const pauseContainer = (async () => {
       // The lease keeps the fresh snapshot from the garbage collector until the container
       // record refers to it.
       const mounts = await withLease(client, log, "sandbox", 600_000, async (lease) => {
-        const m = await snapshots.prepare(id, pause.chainId, {}, { lease });
         cleanup.push("remove snapshot", () => snapshots.remove(id));
+        const m = await snapshots.prepare(id, pause.chainId, {}, { lease });
+        this.step("sandbox.snapshot-prepared");
+        cleanup.push("delete container", () => this.containers.delete(id));
         await this.containers.create({
           id, image: [...pause.names][0] ?? pause.id, spec, snapshotter: snapshots.snapshotter, snapshotKey: id,
           labels: { [SandboxLabel.kind]: "sandbox", [SandboxLabel.podName]: config.metadata!.name, [SandboxLabel.podNamespace]: config.metadata!.namespace, [SandboxLabel.podUid]: config.metadata!.uid },
           runtime: { name: handler.runtimeType, ...(runcOptions(handler) ? { options: runcOptions(handler)! } : {}) },
-          extensions: { [METADATA_EXTENSION]: persisted({ id, config, runtimeHandler, createdAt, netnsPath, ips: [] }) },
+          extensions: { [SANDBOX_RECORD_EXTENSION]: encodeSandboxRecord({ ...rec, complete: false }) },
         }, { lease });
-        cleanup.push("delete container", () => this.containers.delete(id));
+        this.step("sandbox.container-recorded");
         return m;
       }, { syncGc: false });
+      // In the index (unlisted) before the pause starts, so an exit during start is seen.
+      this.store.add(rec);
+      cleanup.push("unindex", async () => this.store.delete(id));
+      cleanup.push("delete task", () => this.killAndDeleteTask(id));
       await this.tasks.create(id, mounts);
-      cleanup.push("delete task", async () => {
-        await this.tasks.kill(id, SIGKILL, true);
-        await this.tasks.wait(id, { timeoutMs: STOP_WAIT_MS }).catch(() => undefined);
-        await this.tasks.delete(id);
-      });
-      return this.tasks.start(id);
+      this.step("sandbox.task-created");
+      const pid = await this.tasks.start(id);
+      this.step("sandbox.task-started");
+      return pid;
     })();
 
     // Both halves must settle before a failure unwinds: each registers its own undos.
@@ -305,9 +362,22 @@ export class SandboxService {
 
     // CRI has no host aliases for the sandbox (the kubelet writes those into its own hosts file).
     await writeFile(files.hosts, renderHosts(ips, hostname, []), { mode: 0o644 });
-    await this.containers.setExtension(id, METADATA_EXTENSION, persisted({ id, config, runtimeHandler, createdAt, netnsPath, ips }));
+    await this.containers.setExtension(id, SANDBOX_RECORD_EXTENSION, encodeSandboxRecord({ ...rec, ips, complete: true }));
+    this.step("sandbox.ready");
+    if (rec.exitedWhileCreating) throw new InternalError(`the pause container of pod sandbox ${id} exited while the sandbox was being started`);
+    rec.ips = ips;
+    rec.pid = pid.value;
+    rec.state = SandboxState.Ready;
+    rec.creating = false;
     log.info({ ips, pid: pid.value, netns: netnsPath || "host" }, "sandbox ready");
-    return { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips, state: SandboxState.Ready, pid: pid.value, dir };
+    return rec;
+  }
+
+  private async killAndDeleteTask(id: string): Promise<void> {
+    if (!(await this.tasks.get(id))) return;
+    await this.tasks.kill(id, SIGKILL, true).catch(() => undefined);
+    await this.tasks.wait(id, { timeoutMs: STOP_WAIT_MS }).catch(() => undefined);
+    await this.tasks.delete(id);
   }
 
   /**
@@ -315,7 +385,7 @@ export class SandboxService {
    * an unknown or stopped sandbox succeeds (the kubelet retries stops).
    */
   async stopSandbox(idOrPrefix: string): Promise<void> {
-    const found = this.store.get(idOrPrefix);
+    const found = this.store.find(idOrPrefix);
     if (!found) return;
     await this.lock.run(found.id, async () => {
       const rec = this.store.get(found.id);
@@ -336,7 +406,7 @@ export class SandboxService {
       if (rec.netnsPath) {
         await deleteNetns(rec.netnsPath);
         rec.netnsPath = "";
-        await this.containers.setExtension(rec.id, METADATA_EXTENSION, persisted(rec));
+        await this.containers.setExtension(rec.id, SANDBOX_RECORD_EXTENSION, encodeSandboxRecord({ ...rec, complete: true }));
       }
     });
   }
@@ -353,7 +423,7 @@ export class SandboxService {
 
   /** RemovePodSandbox: stops it if needed, then removes the pause container, files and name. */
   async remove(idOrPrefix: string): Promise<void> {
-    const found = this.store.get(idOrPrefix);
+    const found = this.store.find(idOrPrefix);
     if (!found) return;
     await this.stopSandbox(found.id);
     await this.lock.run(found.id, async () => {
@@ -368,19 +438,14 @@ export class SandboxService {
 
   /** The record for a status call; unknown is NOT_FOUND. */
   get(idOrPrefix: string): SandboxRecord {
-    const rec = this.store.get(idOrPrefix);
+    const rec = this.store.find(idOrPrefix);
     if (!rec) throw new NotFoundError(`pod sandbox "${idOrPrefix}" not found`);
     return rec;
   }
 
   list(): SandboxRecord[] {
-    return this.store.all();
+    return this.store.visible();
   }
-}
-
-function persisted(r: { id: string; config: PodSandboxConfig; runtimeHandler: string; createdAt: bigint; netnsPath: string; ips: string[] }): Any {
-  const value: PersistedSandbox = { id: r.id, config: PodSandboxConfig.toJSON(r.config), runtimeHandler: r.runtimeHandler, createdAt: r.createdAt.toString(), netnsPath: r.netnsPath, ips: r.ips };
-  return jsonAny(METADATA_TYPE_URL, value);
 }
 
 function runcOptions(h: RuntimeHandlerConfig): Any | undefined {

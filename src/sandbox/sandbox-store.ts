@@ -20,6 +20,11 @@ export interface SandboxRecord {
   pid: number;
   /** Per-sandbox files (hostname, hosts, resolv.conf). */
   dir: string;
+  /** RunPodSandbox is still setting it up: indexed (so its pause's exit is seen) but not
+   * listed, and nothing can be created in it. */
+  creating?: boolean;
+  /** The pause process exited while the sandbox was being created. */
+  exitedWhileCreating?: boolean;
 }
 
 export function nameKeyOf(config: PodSandboxConfig): string {
@@ -31,5 +36,16 @@ export function nameKeyOf(config: PodSandboxConfig): string {
 export class SandboxStore extends RecordIndex<SandboxRecord> {
   constructor() {
     super("pod sandbox");
+  }
+
+  /** The sandboxes callers may see: every one but those still being created. */
+  visible(): SandboxRecord[] {
+    return this.all().filter((r) => !r.creating);
+  }
+
+  /** By id or prefix, as callers see them. */
+  find(idOrPrefix: string): SandboxRecord | undefined {
+    const rec = this.get(idOrPrefix);
+    return rec && !rec.creating ? rec : undefined;
   }
 }

@@ -1,6 +1,6 @@
 import { status as Status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream, type UntypedServiceImplementation, type ServiceDefinition } from "@grpc/grpc-js";
 import type { Logger } from "../log/logger.js";
-import { PodshimError } from "../errors/errors.js";
+import { CanceledError, PodshimError } from "../errors/errors.js";
 import { codeName, toGrpcStatus } from "./status.js";
 
 /** What every CRI handler gets besides its request. */
@@ -25,8 +25,33 @@ export interface BoundaryOptions {
   /** Service name for logs and messages ("RuntimeService"). */
   service: string;
   logger: Logger;
-  /** Calls are refused with UNAVAILABLE until this says podshim is ready (recovery done). */
+  /** Calls are refused with UNAVAILABLE until this says podshim is ready (recovery done);
+   * the methods in `alwaysServed` answer regardless (Version, Status). */
   isReady: () => boolean;
+  alwaysServed?: ReadonlySet<string>;
+  /** Every handler run is added while it runs, so shutdown can wait for their undo steps. */
+  inFlight?: InFlightCalls;
+}
+
+/** The handler runs still going: shutdown waits for them after the transport stops. */
+export class InFlightCalls {
+  private readonly running = new Set<Promise<unknown>>();
+
+  track<T>(work: Promise<T>): Promise<T> {
+    this.running.add(work);
+    const forget = () => this.running.delete(work);
+    work.then(forget, forget);
+    return work;
+  }
+
+  get size(): number {
+    return this.running.size;
+  }
+
+  /** Resolves when every run tracked now has settled. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.running]);
+  }
 }
 
 // Reads are frequent (the kubelet polls them); log them at debug so info stays readable.
@@ -63,7 +88,10 @@ function context(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<
 
 function refusal(rpc: string, handler: unknown, opts: BoundaryOptions): { code: Status; details: string } | undefined {
   if (!handler) return { code: Status.UNIMPLEMENTED, details: `podshim does not implement ${rpc} yet` };
-  if (!opts.isReady()) return { code: Status.UNAVAILABLE, details: `podshim is starting up (recovering state); retry ${rpc} shortly` };
+  const name = rpc.slice(rpc.indexOf("/") + 1);
+  if (!opts.isReady() && !opts.alwaysServed?.has(name)) {
+    return { code: Status.UNAVAILABLE, details: `podshim is recovering state from containerd; retry ${rpc} shortly (Status says why it is not ready)` };
+  }
   return undefined;
 }
 
@@ -76,7 +104,9 @@ function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnary
   }
   const started = performance.now();
   const log = opts.logger.child({ rpc });
-  handler!(call.request, context(call, log)).then(
+  const run = handler!(call.request, context(call, log));
+  opts.inFlight?.track(run);
+  run.then(
     (response) => {
       logDone(log, rpc, started);
       callback(null, response);
@@ -98,12 +128,27 @@ function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, 
   const started = performance.now();
   const log = opts.logger.child({ rpc });
   // Honour backpressure: a slow client makes the handler wait instead of podshim buffering.
+  // grpc-js never emits drain after a cancel, so a cancel rejects the wait instead.
+  let cancelled = false;
+  call.once("cancelled", () => (cancelled = true));
   const send = (msg: unknown) =>
-    new Promise<void>((resolve) => {
-      if (call.write(msg)) resolve();
-      else call.once("drain", () => resolve());
+    new Promise<void>((resolve, reject) => {
+      if (cancelled) return reject(new CanceledError(`${rpc}: the client cancelled the stream`));
+      if (call.write(msg)) return resolve();
+      const onDrain = () => {
+        call.off("cancelled", onCancel);
+        resolve();
+      };
+      const onCancel = () => {
+        call.off("drain", onDrain);
+        reject(new CanceledError(`${rpc}: the client cancelled the stream`));
+      };
+      call.once("drain", onDrain);
+      call.once("cancelled", onCancel);
     });
-  handler!(call.request, send, context(call, log)).then(
+  const run = handler!(call.request, send, context(call, log));
+  opts.inFlight?.track(run);
+  run.then(
     () => {
       logDone(log, rpc, started);
       call.end();

@@ -52,9 +52,9 @@ export class CriServer {
 
   /**
    * Stops accepting calls, lets in-flight ones finish for up to graceMs, then cancels the
-   * rest; removes the socket.
+   * rest; removes the socket. Resolves to whether every call finished in time.
    */
-  async stop(graceMs: number): Promise<void> {
+  async stop(graceMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const drained = new Promise<boolean>((resolve) => this.server.tryShutdown(() => resolve(true)));
     const expired = new Promise<boolean>((resolve) => {
@@ -67,5 +67,6 @@ export class CriServer {
       this.server.forceShutdown();
     }
     await removeSocket(this.path, this.socketIno);
+    return clean;
   }
 }

@@ -3,6 +3,8 @@ export interface Deferred<T> {
   promise: Promise<T>;
   resolve(value: T): void;
   reject(err: unknown): void;
+  /** True once resolve or reject was called. */
+  readonly settled: boolean;
 }
 
 export function deferred<T>(): Deferred<T> {
@@ -12,5 +14,17 @@ export function deferred<T>(): Deferred<T> {
     resolve = res;
     reject = rej;
   });
-  return { promise, resolve, reject };
+  const d = {
+    promise,
+    settled: false,
+    resolve(value: T) {
+      d.settled = true;
+      resolve(value);
+    },
+    reject(err: unknown) {
+      d.settled = true;
+      reject(err);
+    },
+  };
+  return d;
 }

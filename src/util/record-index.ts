@@ -28,6 +28,12 @@ export class RecordIndex<T extends IndexedRecord> {
     this.names.set(nameKey, id);
   }
 
+  /** The record holding an identity, when one does (a reserved but unadded id has none). */
+  holderOf(nameKey: string): T | undefined {
+    const id = this.names.get(nameKey);
+    return id === undefined ? undefined : this.byId.get(id);
+  }
+
   release(nameKey: string, id: string): void {
     if (this.names.get(nameKey) === id) this.names.delete(nameKey);
   }

@@ -112,9 +112,13 @@ describe("RunPodSandbox", () => {
     }
   });
 
-  it("refuses the same pod identity twice while the first exists", async () => {
+  it("answers a retry of the same pod identity with the ready sandbox, and refuses it once the sandbox is not ready", async () => {
     const cfg = podConfig("twice");
     const id = await runPod(cfg);
+    // Twice at once and once after: the kubelet retrying a call its deadline cut off.
+    const [r1, r2] = await Promise.all([runPod(cfg), runPod(cfg)]);
+    expect([r1, r2]).toEqual([id, id]);
+    await stopPod(id);
     const again = await statusOf(runPod(cfg));
     expect(again.code).toBe(Status.ALREADY_EXISTS);
     expect(again.details).toContain(id);

@@ -131,9 +131,12 @@ describe("podshim and a containerd that goes away", () => {
 
   it("starts while containerd is down and becomes ready when it comes up", async () => {
     await containerd.stop();
-    const late = await startPodshim({ containerdSocket: containerd.socket, baseDir: base });
+    const late = await startPodshim({ containerdSocket: containerd.socket, baseDir: base, waitFor: "listening" });
     try {
-      expect(condition(await late.cri.runtime("Status", {}), "RuntimeReady").status).toBe(false);
+      const recovering = condition(await late.cri.runtime("Status", {}), "RuntimeReady");
+      expect(recovering).toMatchObject({ status: false, reason: "RecoveringState" });
+      expect(recovering.message).toContain("containerd is not reachable");
+      await expect(late.cri.runtime("ListPodSandbox", {})).rejects.toMatchObject({ code: 14, details: expect.stringContaining("recovering state") });
       await containerd.restart();
       await eventually("RuntimeReady true", () => late.cri.runtime("Status", {}), (r) => condition(r, "RuntimeReady").status === true);
     } finally {

@@ -18,6 +18,11 @@ export interface PodshimOptions {
   dir?: string;
   /** A TOML config file; none by default (never the machine's /etc/podshim/config.toml). */
   configFile?: string;
+  /** Extra environment for the podshim process (e.g. PODSHIM_CRASH_AT). */
+  env?: Record<string, string>;
+  /** What start-up waits for: "serving" (recovery done, the default) or "listening" (the
+   * socket is up; only Version and Status answer until recovery is done). */
+  waitFor?: "serving" | "listening";
 }
 
 export interface PodshimHandle {
@@ -78,14 +83,15 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
   // PODSHIM_NODE_ARGS passes flags to node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   // to profile podshim under a benchmark (node refuses those in NODE_OPTIONS).
   const nodeArgs = (process.env.PODSHIM_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-  const child = spawn(process.execPath, [...nodeArgs, PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...nodeArgs, PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
 
   const deadline = Date.now() + 15_000;
-  while (!out.includes("podshim is serving CRI")) {
+  const startedLine = opts.waitFor === "listening" ? "podshim is listening" : "podshim is serving CRI";
+  while (!out.includes(startedLine)) {
     if (child.exitCode !== null) throw new Error(`podshim exited with ${child.exitCode} during start-up:\n${out}`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");

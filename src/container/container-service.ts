@@ -26,6 +26,7 @@ import { KeyedLock } from "../util/keyed-lock.js";
 import { withTimeout } from "../util/timeout.js";
 import { StepTimer } from "../util/step-timer.js";
 import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
+import { moveContainer } from "./container-state.js";
 import { prepareContainerSpec, specWithResources, type PreparedSpec } from "./container-spec-inputs.js";
 import type { Process, Spec } from "../oci/spec-types.js";
 import { execSync, startExec, type ExecSyncResult } from "./exec.js";
@@ -169,7 +170,7 @@ export class ContainerService implements StreamingBackend {
     const task = await this.tasks.get(c.id);
     if (rec.status.state === ContainerState.Created && task && task.status !== TaskStatusCode.CREATED) {
       // Started, but podshim went down before the start's checkpoint landed.
-      rec.status = { ...rec.status, state: ContainerState.Running, startedAt: nowUnixNanos() };
+      moveContainer(rec, ContainerState.Running, { startedAt: nowUnixNanos() });
     }
     if (rec.status.state !== ContainerState.Running) {
       // A task that outlived its recorded exit (its deletion failed): RemoveContainer deletes it.
@@ -194,7 +195,7 @@ export class ContainerService implements StreamingBackend {
       await this.deleteExitedTask(c.id);
     } else {
       // The task is gone and with it the exit status (containerd restarted, or a reboot).
-      rec.status = { ...rec.status, state: ContainerState.Unknown, pid: 0, finishedAt: nowUnixNanos(), exitCode: UNKNOWN_EXIT_CODE, reason: ExitReason.Unknown, message: "the container's task disappeared while podshim was not running" };
+      moveContainer(rec, ContainerState.Unknown, { pid: 0, finishedAt: nowUnixNanos(), exitCode: UNKNOWN_EXIT_CODE, reason: ExitReason.Unknown, message: "the container's task disappeared while podshim was not running" });
     }
     await this.persistStatus(rec);
     return rec;
@@ -297,7 +298,7 @@ export class ContainerService implements StreamingBackend {
     // look as if it ended before it began.
     let finishedAt = exitedAt > 0n ? exitedAt : nowUnixNanos();
     if (finishedAt < rec.status.startedAt) finishedAt = rec.status.startedAt;
-    rec.status = { ...rec.status, state: ContainerState.Exited, pid: 0, finishedAt, exitCode: exitStatus, reason };
+    moveContainer(rec, ContainerState.Exited, { pid: 0, finishedAt, exitCode: exitStatus, reason });
   }
 
   /**
@@ -512,7 +513,7 @@ export class ContainerService implements StreamingBackend {
         const pid = await this.tasks.start(rec.id);
         steps.mark("start");
         this.step("start.task-started", "StartContainer");
-        rec.status = { ...rec.status, state: ContainerState.Running, pid, startedAt: nowUnixNanos() };
+        moveContainer(rec, ContainerState.Running, { pid, startedAt: nowUnixNanos() });
         cleanup.dismiss();
         // Not awaited: recovery treats a created container with a live task as started.
         this.persistStatus(rec).then(() => crashPoint("start.running"), (err) => log.warn({ err: messageOf(err) }, "cannot checkpoint the container's start"));
@@ -521,7 +522,7 @@ export class ContainerService implements StreamingBackend {
       } catch (err) {
         await cleanup.unwind();
         const now = nowUnixNanos();
-        rec.status = { ...rec.status, state: ContainerState.Exited, pid: 0, startedAt: now, finishedAt: now, exitCode: START_ERROR_EXIT_CODE, reason: ExitReason.StartError, message: messageOf(err) };
+        moveContainer(rec, ContainerState.Exited, { pid: 0, startedAt: now, finishedAt: now, exitCode: START_ERROR_EXIT_CODE, reason: ExitReason.StartError, message: messageOf(err) });
         await this.persistStatus(rec).catch(() => undefined);
         this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Stopped);
         throw err;
@@ -541,6 +542,8 @@ export class ContainerService implements StreamingBackend {
 
   /** Opens the FIFOs (making them first for a new task) and starts pumping output to the log. */
   private async attachIo(rec: ContainerRecord, fresh: boolean): Promise<void> {
+    // A recovery tried again must not leave the first try's pump reading beside the new one.
+    await this.closeIo(rec.id, false);
     const paths = this.fifoPaths(rec);
     // CreateContainer made them; a reboot (the state dir is a tmpfs) takes them away.
     if (fresh && !(await access(paths.stdout).then(() => true, () => false))) {

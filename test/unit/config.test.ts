@@ -24,6 +24,7 @@ describe("defaults", () => {
       restrictOomScoreAdj: false,
       cgroupDriver: "cgroupfs",
       logLevel: "info",
+      shutdownGraceSeconds: 30,
       runtimes: {
         "": { runtimeType: "io.containerd.runc.v2", options: {} },
         runc: { runtimeType: "io.containerd.runc.v2", options: {} },

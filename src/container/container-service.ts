@@ -1,44 +1,39 @@
 import { randomBytes } from "node:crypto";
-import { access, mkdir, readFile, rm } from "node:fs/promises";
-import type { Socket } from "node:net";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/options.js";
 import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerRecords, fromJsonAny, jsonAny, type Container } from "../containerd/containers.js";
+import { ContainerRecords, fromJsonAny, jsonAny } from "../containerd/containers.js";
 import type { TaskEvent } from "../containerd/events.js";
 import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks, TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
 import { FailedPreconditionError, InvalidArgumentError, isNotFound, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
 import { ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
-import type { Any } from "../gen/google/protobuf/any.js";
 import type { ImageService } from "../image/image-service.js";
 import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
 import type { Logger } from "../log/logger.js";
-import { ContainerLog } from "../logs/container-log.js";
-import { makeFifos, openFifoWriter } from "../logs/fifo.js";
 import { FifoPool } from "../logs/fifo-pool.js";
 import type { SandboxService } from "../sandbox/sandbox-service.js";
 import { SandboxState, type SandboxRecord } from "../sandbox/sandbox-store.js";
-import { readJsonIfExists, writeJsonAtomic } from "../util/atomic-file.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
-import { withTimeout } from "../util/timeout.js";
 import { StepTimer } from "../util/step-timer.js";
 import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
-import { moveContainer } from "./container-state.js";
+import { finishContainer, freshStatus, moveContainer, UNKNOWN_EXIT_CODE } from "./container-state.js";
+import { ContainerPaths } from "./container-paths.js";
+import { ContainerIoSet } from "./container-io.js";
+import { StatusCheckpoints } from "./container-checkpoints.js";
+import { recoverContainer } from "./container-recovery.js";
+import { ContainerStreamingBackend } from "./container-streaming.js";
 import { prepareContainerSpec, specWithResources, type PreparedSpec } from "./container-spec-inputs.js";
 import type { Process, Spec } from "../oci/spec-types.js";
-import { execSync, startExec, type ExecSyncResult } from "./exec.js";
-import type { AttachParams, ExecParams, ProcessExit, ProcessStreams, StreamingBackend } from "../streaming/backend.js";
-import { attachTo } from "./attach.js";
-import { connectInNetns } from "../network/port-forward.js";
-import type { Duplex } from "node:stream";
+import type { ProcessExit } from "../streaming/backend.js";
 import { deferred, type Deferred } from "../util/deferred.js";
 import { crashPoint, type CrashStep } from "../util/crash-point.js";
 import { retryTransient } from "../util/retry.js";
 import { nowUnixNanos } from "../logs/cri-log-format.js";
-import { CONTAINER_RECORD_EXTENSION, decodeContainerMetadata, decodeContainerStatus, encodeContainerMetadata, encodeContainerStatus } from "./container-record.js";
+import { CONTAINER_RECORD_EXTENSION, encodeContainerMetadata } from "./container-record.js";
 import {
   containerNameKey,
   ContainerState,
@@ -46,7 +41,6 @@ import {
   ExitReason,
   type ContainerMetadata,
   type ContainerRecord,
-  type ContainerStatusFields,
 } from "./container-store.js";
 
 /** Labels on a container's containerd record: the kind (so recovery finds containers), its pod. */
@@ -59,18 +53,8 @@ const RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Li
 const SIGKILL = 9;
 /** How long a killed container may take to be reaped before StopContainer gives up. */
 const KILL_WAIT_MS = 30_000;
-/** After an exit, how long the log may take to drain what the container wrote last. */
-const LOG_DRAIN_MS = 2_000;
 /** containerd's exit code for a container whose start failed. */
 const START_ERROR_EXIT_CODE = 128;
-/** containerd's exit code for a container whose fate was lost. */
-const UNKNOWN_EXIT_CODE = 255;
-
-/** What a running container holds in this process: its output pump and stdin. */
-interface ContainerIo {
-  log: ContainerLog;
-  stdin?: Socket;
-}
 
 export interface ContainerServiceOptions {
   config: Config;
@@ -86,18 +70,24 @@ export interface ContainerServiceOptions {
 }
 
 /**
- * App containers inside pod sandboxes. The truth lives in containerd (the container record
- * with its metadata as an extension, the task) and in a status file per container under the
- * root dir, written atomically at every transition; the store is an index of both.
+ * The lifecycle of app containers inside pod sandboxes: create, start, exits, stop, remove.
+ * The truth lives in containerd (the container record with its metadata as an extension, the
+ * task) and in a status checkpoint per container under the root dir, written durably at
+ * every transition; the store is an index of both. Output pumps (container-io), recovery
+ * (container-recovery) and exec/attach/port-forward (container-streaming) are rooms of their own.
  */
-export class ContainerService implements StreamingBackend {
+export class ContainerService {
   readonly store = new ContainerStore();
   private readonly lock = new KeyedLock();
   private readonly containers: ContainerRecords;
   private readonly tasks: Tasks;
-  private readonly io = new Map<string, ContainerIo>();
+  private readonly paths: ContainerPaths;
+  private readonly io: ContainerIoSet;
+  private readonly checkpoints: StatusCheckpoints;
   private readonly log: Logger;
   private readonly fifos: FifoPool;
+  /** ExecSync and the streaming server's Exec, Attach and PortForward. */
+  readonly streaming: ContainerStreamingBackend;
   /** CreateContainer calls under way, by container identity: a retry waits for the first. */
   private readonly inflight = new Map<string, Promise<ContainerRecord>>();
 
@@ -106,28 +96,22 @@ export class ContainerService implements StreamingBackend {
     this.tasks = new Tasks(opts.client);
     this.log = opts.logger;
     this.fifos = new FifoPool(join(opts.config.state, "fifo-pool"), opts.logger);
-  }
-
-  private rootDir(id: string): string {
-    return join(this.opts.config.root, "containers", id);
-  }
-
-  /** FIFOs live with runtime state: they are gone at reboot, like the tasks using them. */
-  private ioDir(id: string): string {
-    return join(this.opts.config.state, "containers", id, "io");
-  }
-
-  private statusFile(id: string): string {
-    return join(this.rootDir(id), "status.json");
+    this.paths = new ContainerPaths(opts.config.root, opts.config.state);
+    this.io = new ContainerIoSet(this.paths, opts.logger);
+    this.checkpoints = new StatusCheckpoints(this.paths, opts.logger);
+    this.streaming = new ContainerStreamingBackend({
+      host: { get: (id) => this.get(id), processTemplate: (id) => this.specParts.get(id)?.process, exitOf: (id) => this.exitOf(id), readySandbox: (id) => this.readySandbox(id) },
+      tasks: this.tasks, fifos: this.fifos, io: this.io, paths: this.paths, logger: opts.logger,
+    });
   }
 
   /** Where the per-container dirs live (the sweep looks for ones no record explains). */
   get containersDir(): string {
-    return join(this.opts.config.root, "containers");
+    return this.paths.containersDir;
   }
 
   get stateContainersDir(): string {
-    return join(this.opts.config.state, "containers");
+    return this.paths.stateContainersDir;
   }
 
   /** A named step of a create or start: where tests crash podshim, where shutdown cuts in. */
@@ -147,58 +131,10 @@ export class ContainerService implements StreamingBackend {
     const found = await retryTransient(() => this.containers.list([`labels."${ContainerLabel.kind}"==container`]));
     // A record that cannot be read fails the load (recovery stays closed and says why); a
     // transient error on one is retried, never a reason to drop it.
-    const recs = await Promise.all(found.map((c) => retryTransient(() => this.recover(c))));
+    const ctx = { tasks: this.tasks, io: this.io, checkpoints: this.checkpoints, specParts: this.specParts, tasksLeft: this.tasksLeft, deleteExitedTask: (id: string) => this.deleteExitedTask(id), logger: this.log };
+    const recs = await Promise.all(found.map((c) => retryTransient(() => recoverContainer(ctx, c))));
     for (const rec of recs) this.store.add(rec);
     this.log.info({ containers: this.store.size }, "container index loaded");
-  }
-
-  private async recover(c: Container): Promise<ContainerRecord> {
-    const meta = decodeContainerMetadata(c.id, c.extensions[CONTAINER_RECORD_EXTENSION]);
-    const file = this.statusFile(c.id);
-    const saved = await readJsonIfExists<unknown>(file).catch((err) => {
-      // Torn or unreadable: containerd's task state below says what the status is.
-      this.log.warn({ container: c.id, err: messageOf(err) }, "unreadable status checkpoint; rebuilding the status from containerd");
-      return undefined;
-    });
-    const rec: ContainerRecord = {
-      ...meta,
-      status: saved !== undefined ? decodeContainerStatus(file, saved) : freshStatus(meta.config.linux?.resources),
-      removing: false,
-    };
-    const spec = fromJsonAny<Spec>(c.spec);
-    if (spec) this.specParts.set(c.id, { cgroupsPath: spec.linux.cgroupsPath, process: spec.process });
-    const task = await this.tasks.get(c.id);
-    if (rec.status.state === ContainerState.Created && task && task.status !== TaskStatusCode.CREATED) {
-      // Started, but podshim went down before the start's checkpoint landed.
-      moveContainer(rec, ContainerState.Running, { startedAt: nowUnixNanos() });
-    }
-    if (rec.status.state !== ContainerState.Running) {
-      // A task that outlived its recorded exit (its deletion failed): RemoveContainer deletes it.
-      if (task) this.tasksLeft.add(c.id);
-      return rec;
-    }
-
-    if (task && (task.status === TaskStatusCode.RUNNING || task.status === TaskStatusCode.PAUSED)) {
-      rec.status.pid = task.pid;
-      try {
-        await this.attachIo(rec, false);
-      } catch (err) {
-        this.log.warn({ container: rec.id, err: messageOf(err) }, "cannot reattach to a running container's output; its log stops here");
-      }
-      return rec;
-    }
-    if (task && task.status === TaskStatusCode.STOPPED) {
-      // It exited while podshim was away: the task still holds the exit status. What it wrote
-      // after podshim went down is gone: the shim closes both ends of a FIFO when the process
-      // exits, which drops what the pipe held (containerd's own CRI loses it the same way).
-      this.finish(rec, task.exitStatus, exitedAtNs(task));
-      await this.deleteExitedTask(c.id);
-    } else {
-      // The task is gone and with it the exit status (containerd restarted, or a reboot).
-      moveContainer(rec, ContainerState.Unknown, { pid: 0, finishedAt: nowUnixNanos(), exitCode: UNKNOWN_EXIT_CODE, reason: ExitReason.Unknown, message: "the container's task disappeared while podshim was not running" });
-    }
-    await this.persistStatus(rec);
-    return rec;
   }
 
   /**
@@ -207,13 +143,7 @@ export class ContainerService implements StreamingBackend {
    * for the next podshim).
    */
   async stop(): Promise<void> {
-    const closing: Promise<void>[] = [];
-    for (const [id, io] of this.io) {
-      io.stdin?.destroy();
-      closing.push(io.log.close({ flush: true }));
-      this.io.delete(id);
-    }
-    await Promise.all(closing);
+    await this.io.closeAll();
   }
 
   // ---------------------------------------------------------------- events
@@ -256,9 +186,9 @@ export class ContainerService implements StreamingBackend {
     return this.lock.run(id, async () => {
       const rec = this.store.get(id);
       if (!rec || rec.id !== id || rec.status.state !== ContainerState.Running) return;
-      await this.closeIo(id, true);
+      await this.io.close(id, true);
       if (exitStatus === 137 && !rec.status.oomKilled) rec.status.oomKilled = await this.oomKillRecorded(rec);
-      this.finish(rec, exitStatus, exitedAt);
+      finishContainer(rec, exitStatus, exitedAt, nowUnixNanos());
       await this.persistStatus(rec);
       this.opts.events?.publish(id, rec.sandboxId, LifecycleEvent.Stopped);
       this.exitWaiters.get(id)?.resolve({ exitCode: rec.status.exitCode });
@@ -290,15 +220,6 @@ export class ContainerService implements StreamingBackend {
       this.tasksLeft.add(id);
       this.log.warn({ container: id, err: messageOf(err) }, "cannot delete the task of an exited container; RemoveContainer will retry");
     }
-  }
-
-  private finish(rec: ContainerRecord, exitStatus: number, exitedAt: bigint): void {
-    const reason = rec.status.oomKilled ? ExitReason.OOMKilled : exitStatus === 0 ? ExitReason.Completed : ExitReason.Error;
-    // The shim's clock stamps the exit, podshim's the start: a process that exits at once can
-    // look as if it ended before it began.
-    let finishedAt = exitedAt > 0n ? exitedAt : nowUnixNanos();
-    if (finishedAt < rec.status.startedAt) finishedAt = rec.status.startedAt;
-    moveContainer(rec, ContainerState.Exited, { pid: 0, finishedAt, exitCode: exitStatus, reason });
   }
 
   /**
@@ -388,7 +309,7 @@ export class ContainerService implements StreamingBackend {
     }
   }
 
-  private readySandbox(idOrPrefix: string): SandboxRecord {
+  readySandbox(idOrPrefix: string): SandboxRecord {
     const sandbox = this.opts.sandboxes.get(idOrPrefix);
     if (sandbox.state !== SandboxState.Ready || sandbox.pid === 0) {
       throw new FailedPreconditionError(`pod sandbox ${sandbox.id} is not ready: its containers cannot be created or started`);
@@ -399,7 +320,7 @@ export class ContainerService implements StreamingBackend {
   private async createRecord(id: string, nameKey: string, sandbox: SandboxRecord, image: ImageEntry, config: ContainerConfig, cleanup: CleanupStack, log: Logger, steps: StepTimer): Promise<ContainerRecord> {
     const { client, snapshots } = this.opts;
     const createdAt = nowUnixNanos();
-    const dir = this.rootDir(id);
+    const dir = this.paths.rootDir(id);
     cleanup.push("remove container dir", () => rm(dir, { recursive: true, force: true }));
 
     const { repoTags, repoDigests } = repoTagsAndDigests(image);
@@ -407,10 +328,10 @@ export class ContainerService implements StreamingBackend {
     const logPath = sandbox.config.logDirectory && config.logPath ? join(sandbox.config.logDirectory, config.logPath) : "";
 
     // The FIFOs are made now, beside the snapshot, so StartContainer only has to open them.
-    const io = this.fifoPaths({ id, config });
+    const io = this.paths.fifos({ id, config });
     const fifos = (async () => {
-      cleanup.push("remove FIFOs", () => rm(join(this.opts.config.state, "containers", id), { recursive: true, force: true }));
-      await mkdir(this.ioDir(id), { recursive: true, mode: 0o700 });
+      cleanup.push("remove FIFOs", () => rm(this.paths.stateDir(id), { recursive: true, force: true }));
+      await mkdir(this.paths.ioDir(id), { recursive: true, mode: 0o700 });
       await this.fifos.place([io.stdin, io.stdout, io.stderr].filter((p) => p !== ""));
       this.step("container.fifos-made", "CreateContainer");
     })();
@@ -485,8 +406,8 @@ export class ContainerService implements StreamingBackend {
       const cleanup = new CleanupStack(log);
       const steps = new StepTimer();
       try {
-        cleanup.push("close output", () => this.closeIo(rec.id, false));
-        await this.attachIo(rec, true);
+        cleanup.push("close output", () => this.io.close(rec.id, false));
+        await this.io.attach(rec, true);
         steps.mark("io");
         this.step("start.io-attached", "StartContainer");
         if (this.tasksLeft.has(rec.id)) {
@@ -497,7 +418,7 @@ export class ContainerService implements StreamingBackend {
         }
         const rootfs = await this.opts.snapshots.mounts(rec.id);
         steps.mark("mounts");
-        const io = this.fifoPaths(rec);
+        const io = this.paths.fifos(rec);
         cleanup.push("delete task", async () => {
           this.tasksLeft.add(rec.id);
           await this.tasks.kill(rec.id, SIGKILL, true);
@@ -528,49 +449,6 @@ export class ContainerService implements StreamingBackend {
         throw err;
       }
     });
-  }
-
-  private fifoPaths(rec: Pick<ContainerRecord, "id" | "config">): { stdin: string; stdout: string; stderr: string } {
-    const dir = this.ioDir(rec.id);
-    return {
-      stdin: rec.config.stdin ? join(dir, "stdin") : "",
-      stdout: join(dir, "stdout"),
-      // A terminal merges both streams into one.
-      stderr: rec.config.tty ? "" : join(dir, "stderr"),
-    };
-  }
-
-  /** Opens the FIFOs (making them first for a new task) and starts pumping output to the log. */
-  private async attachIo(rec: ContainerRecord, fresh: boolean): Promise<void> {
-    // A recovery tried again must not leave the first try's pump reading beside the new one.
-    await this.closeIo(rec.id, false);
-    const paths = this.fifoPaths(rec);
-    // CreateContainer made them; a reboot (the state dir is a tmpfs) takes them away.
-    if (fresh && !(await access(paths.stdout).then(() => true, () => false))) {
-      await mkdir(this.ioDir(rec.id), { recursive: true, mode: 0o700 });
-      await makeFifos([paths.stdin, paths.stdout, paths.stderr].filter((p) => p !== ""));
-    }
-    const log = await ContainerLog.open({
-      stdoutFifo: paths.stdout,
-      ...(paths.stderr ? { stderrFifo: paths.stderr } : {}),
-      path: rec.logPath || undefined,
-      tty: rec.config.tty,
-      logger: this.log.child({ container: rec.id }),
-    });
-    const io: ContainerIo = { log };
-    // Holding a write end keeps the container's stdin open (no EOF) until it is meant to close.
-    if (paths.stdin) io.stdin = await openFifoWriter(paths.stdin);
-    this.io.set(rec.id, io);
-  }
-
-  /** Stops the output pump: after an exit, first let it drain what the container wrote last. */
-  private async closeIo(id: string, drain: boolean): Promise<void> {
-    const io = this.io.get(id);
-    if (!io) return;
-    this.io.delete(id);
-    io.stdin?.destroy();
-    if (drain) await withTimeout("draining the container's output", LOG_DRAIN_MS, io.log.done).catch(() => undefined);
-    await io.log.close();
   }
 
   // ---------------------------------------------------------------- stop and remove
@@ -625,9 +503,8 @@ export class ContainerService implements StreamingBackend {
       steps.mark("stop");
       await this.lock.run(found.id, async () => {
         if (!this.store.get(found.id)) return;
-        await this.closeIo(found.id, false);
-        // A checkpoint landing after the files are gone would bring the directory back.
-        await this.statusWrites.get(found.id)?.catch(() => undefined);
+        await this.io.close(found.id, false);
+        await this.checkpoints.settled(found.id);
         // An exit already deleted the task, unless that failed; a created container has none.
         if (this.tasksLeft.has(found.id) || found.status.state === ContainerState.Running) {
           await this.tasks.delete(found.id);
@@ -638,8 +515,8 @@ export class ContainerService implements StreamingBackend {
         await Promise.all([
           this.containers.delete(found.id),
           this.opts.snapshots.remove(found.id),
-          rm(this.rootDir(found.id), { recursive: true, force: true }),
-          rm(join(this.opts.config.state, "containers", found.id), { recursive: true, force: true }),
+          rm(this.paths.rootDir(found.id), { recursive: true, force: true }),
+          rm(this.paths.stateDir(found.id), { recursive: true, force: true }),
         ]);
         steps.mark("delete");
         this.specParts.delete(found.id);
@@ -685,61 +562,6 @@ export class ContainerService implements StreamingBackend {
     });
   }
 
-  /** A running container and its exec template, or the reason there is none. */
-  private runningForExec(idOrPrefix: string): { rec: ContainerRecord; template: Process } {
-    const rec = this.get(idOrPrefix);
-    if (rec.status.state !== ContainerState.Running) throw new FailedPreconditionError(`container ${rec.id} is ${rec.status.state}, not running: nothing can be exec'd in it`);
-    const template = this.specParts.get(rec.id)?.process;
-    if (!template) throw new FailedPreconditionError(`container ${rec.id} has no process spec to exec with`);
-    return { rec, template };
-  }
-
-  private execDir(id: string): string {
-    return join(this.opts.config.state, "containers", id, "exec");
-  }
-
-  private get execDeps() {
-    return { tasks: this.tasks, fifos: this.fifos, logger: this.log };
-  }
-
-  /** ExecSync: runs a command to its end; a non-zero exit is a result, not an error. */
-  async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResult> {
-    const { rec, template } = this.runningForExec(idOrPrefix);
-    return execSync(this.execDeps, { containerId: rec.id, template, cmd, dir: this.execDir(rec.id) }, timeoutSeconds);
-  }
-
-  /** A process for the streaming server's Exec. */
-  async exec(params: ExecParams): Promise<ProcessStreams> {
-    const { rec, template } = this.runningForExec(params.containerId);
-    return startExec(this.execDeps, { ...params, containerId: rec.id, template, dir: this.execDir(rec.id) });
-  }
-
-  /** The streaming server's Attach: the container's own stdio. */
-  async attach(params: AttachParams): Promise<ProcessStreams> {
-    const rec = this.get(params.containerId);
-    if (rec.status.state !== ContainerState.Running) throw new FailedPreconditionError(`container ${rec.id} is ${rec.status.state}, not running: there is nothing to attach to`);
-    const io = this.io.get(rec.id);
-    if (!io) throw new FailedPreconditionError(`container ${rec.id} has no attached output (podshim could not reattach after a restart)`);
-    return attachTo({
-      log: io.log,
-      ...(io.stdin ? { stdin: io.stdin } : {}),
-      tty: rec.config.tty,
-      stdinOnce: rec.config.stdinOnce,
-      closeStdin: async () => {
-        io.stdin?.end();
-        await this.tasks.closeStdin(rec.id, "");
-      },
-      resize: (size) => this.tasks.resizePty(rec.id, "", size.width, size.height),
-      exited: this.exitOf(rec.id),
-    }, params);
-  }
-
-  /** The streaming server's PortForward: a connection to a port inside a ready pod. */
-  async portForward(podSandboxId: string, port: number): Promise<Duplex> {
-    const sandbox = this.readySandbox(podSandboxId);
-    return connectInNetns(sandbox.netnsPath, port);
-  }
-
   /** ReopenContainerLog: after the kubelet renamed the log file, write to a new one. */
   async reopenLog(idOrPrefix: string): Promise<void> {
     const rec = this.get(idOrPrefix);
@@ -765,27 +587,9 @@ export class ContainerService implements StreamingBackend {
     return this.store.all();
   }
 
-  /** Status checkpoints in flight, one chain per container: writes never overtake each other. */
-  private readonly statusWrites = new Map<string, Promise<void>>();
-
-  /**
-   * Checkpoints a container's status durably (fsync, then rename). Each write serialises the
-   * status as it is when the write begins, so the newest state always lands last.
-   */
   private persistStatus(rec: ContainerRecord): Promise<void> {
-    const prev = this.statusWrites.get(rec.id) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(() => writeJsonAtomic(this.statusFile(rec.id), encodeContainerStatus(rec.status)));
-    this.statusWrites.set(rec.id, next);
-    const forget = (): void => {
-      if (this.statusWrites.get(rec.id) === next) this.statusWrites.delete(rec.id);
-    };
-    next.then(forget, forget);
-    return next;
+    return this.checkpoints.write(rec);
   }
-}
-
-function freshStatus(resources: LinuxContainerResources | undefined): ContainerStatusFields {
-  return { state: ContainerState.Created, pid: 0, startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "", oomKilled: false, resources };
 }
 
 function validateConfig(config: ContainerConfig): void {

@@ -1,5 +1,5 @@
 import { InternalError } from "../errors/errors.js";
-import { ContainerState, type ContainerRecord, type ContainerStatusFields } from "./container-store.js";
+import { ContainerState, ExitReason, type ContainerRecord, type ContainerStatusFields } from "./container-store.js";
 
 /**
  * Every move a container's state may make, and nothing else:
@@ -25,4 +25,22 @@ export function canMove(from: ContainerState, to: ContainerState): boolean {
 export function moveContainer(rec: ContainerRecord, to: ContainerState, fields: Partial<Omit<ContainerStatusFields, "state">>): void {
   if (!canMove(rec.status.state, to)) throw new InternalError(`container ${rec.id} cannot go from ${rec.status.state} to ${to}`);
   rec.status = { ...rec.status, ...fields, state: to };
+}
+
+/** containerd's exit code for a container whose fate was lost. */
+export const UNKNOWN_EXIT_CODE = 255;
+
+/** running -> exited: the reason follows from the exit status and a recorded OOM kill. */
+export function finishContainer(rec: ContainerRecord, exitStatus: number, exitedAt: bigint, now: bigint): void {
+  const reason = rec.status.oomKilled ? ExitReason.OOMKilled : exitStatus === 0 ? ExitReason.Completed : ExitReason.Error;
+  // The shim's clock stamps the exit, podshim's the start: a process that exits at once can
+  // look as if it ended before it began.
+  let finishedAt = exitedAt > 0n ? exitedAt : now;
+  if (finishedAt < rec.status.startedAt) finishedAt = rec.status.startedAt;
+  moveContainer(rec, ContainerState.Exited, { pid: 0, finishedAt, exitCode: exitStatus, reason });
+}
+
+/** The status of a container nothing has happened to yet. */
+export function freshStatus(resources: ContainerStatusFields["resources"]): ContainerStatusFields {
+  return { state: ContainerState.Created, pid: 0, startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "", oomKilled: false, resources };
 }

@@ -12,7 +12,7 @@ export function execSync(deps: CriDeps): UnaryRpc<ExecSyncRequest, ExecSyncRespo
     if (!req.containerId) throw new InvalidArgumentError("ExecSync: container_id is required");
     if (req.cmd.length === 0) throw new InvalidArgumentError("ExecSync: cmd must name a command");
     if (req.timeout < 0n) throw new InvalidArgumentError(`ExecSync: timeout must not be negative, got ${req.timeout}`);
-    const res = await deps.containers.execSync(req.containerId, req.cmd, Number(req.timeout));
+    const res = await deps.containers.streaming.execSync(req.containerId, req.cmd, Number(req.timeout));
     return ExecSyncResponse.fromPartial({ stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode });
   };
 }

@@ -8,7 +8,7 @@ import { ContainerRecords, type Container } from "../containerd/containers.js";
 import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks, TaskStatusCode } from "../containerd/tasks.js";
-import { InternalError, InvalidArgumentError, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
+import { InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors/errors.js";
 import { NamespaceMode, PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
 import { Options as RuncOptions } from "../gen/containerd/types/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";

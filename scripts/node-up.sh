@@ -94,9 +94,12 @@ else
   say "starting podshim (log $LOG_DIR/podshim.log)"
   setsid node "$repo/dist/main.js" --listen "$PODSHIM_SOCK" --containerd "$CONTAINERD_SOCK" \
     --cni-conf-dir "$CNI_CONF_DIR" "${extra[@]}" "$@" >>"$LOG_DIR/podshim.log" 2>&1 </dev/null &
-  echo $! >"$RUN_DIR/podshim.pid"
-  for _ in $(seq 150); do
-    [[ -S $PODSHIM_SOCK ]] && grep -q "podshim is serving CRI" "$LOG_DIR/podshim.log" && break
+  pid=$!
+  echo $pid >"$RUN_DIR/podshim.pid"
+  # The log is appended to across restarts: wait for this process's own line. Serving means
+  # recovery is done (until then only Version and Status answer).
+  for _ in $(seq 300); do
+    [[ -S $PODSHIM_SOCK ]] && grep -q "\"pid\":$pid,.*podshim is serving CRI" "$LOG_DIR/podshim.log" && break
     if ! kill -0 "$(cat "$RUN_DIR/podshim.pid")" 2>/dev/null; then
       say "podshim exited; last log lines:"; tail -n 5 "$LOG_DIR/podshim.log" >&2; exit 1
     fi

@@ -55,9 +55,9 @@ describe("InFlightCalls", () => {
 describe("decodeTaskEvent", () => {
   it("turns containerd's envelopes into typed events once", () => {
     const exit = TaskExit.encode(TaskExit.fromPartial({ containerId: "c", id: "c", pid: 5, exitStatus: 3, exitedAt: { seconds: 2n, nanos: 5 } })).finish();
-    expect(decodeTaskEvent({ timestamp: undefined, namespace: "n", topic: "/tasks/exit", event: { typeUrl: "containerd.events.TaskExit", value: exit } })).toEqual({ kind: "exit", containerId: "c", processId: "c", exitStatus: 3, exitedAt: 2_000_000_005n });
+    expect(decodeTaskEvent({ timestamp: undefined, namespace: "n", topic: "/tasks/exit", event: { typeUrl: "containerd.events.TaskExit", value: Buffer.from(exit) } })).toEqual({ kind: "exit", containerId: "c", processId: "c", exitStatus: 3, exitedAt: 2_000_000_005n });
     const oom = TaskOOM.encode(TaskOOM.fromPartial({ containerId: "c" })).finish();
-    expect(decodeTaskEvent({ timestamp: undefined, namespace: "n", topic: "/tasks/oom", event: { typeUrl: "containerd.events.TaskOOM", value: oom } })).toEqual({ kind: "oom", containerId: "c" });
-    expect(decodeTaskEvent({ timestamp: undefined, namespace: "n", topic: "/tasks/start", event: { typeUrl: "containerd.events.TaskStart", value: new Uint8Array() } })).toBeUndefined();
+    expect(decodeTaskEvent({ timestamp: undefined, namespace: "n", topic: "/tasks/oom", event: { typeUrl: "containerd.events.TaskOOM", value: Buffer.from(oom) } })).toEqual({ kind: "oom", containerId: "c" });
+    expect(decodeTaskEvent({ timestamp: undefined, namespace: "n", topic: "/tasks/start", event: { typeUrl: "containerd.events.TaskStart", value: Buffer.alloc(0) } })).toBeUndefined();
   });
 });

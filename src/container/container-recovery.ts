@@ -2,7 +2,7 @@ import { fromJsonAny, type Container } from "../containerd/containers.js";
 import { exitedAtNs, TaskStatusCode, type Tasks } from "../containerd/tasks.js";
 import { messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
-import { nowUnixNanos } from "../logs/cri-log-format.js";
+import { nowUnixNanos } from "../util/clock.js";
 import type { Process, Spec } from "../oci/spec-types.js";
 import type { StatusCheckpoints } from "./container-checkpoints.js";
 import type { ContainerIoSet } from "./container-io.js";

@@ -8,12 +8,13 @@ import type { TaskEvent } from "../containerd/events.js";
 import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks, TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
-import { FailedPreconditionError, InvalidArgumentError, isNotFound, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
 import { ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
 import type { ImageService } from "../image/image-service.js";
 import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
 import type { Logger } from "../log/logger.js";
 import { FifoPool } from "../logs/fifo-pool.js";
+import { cgroupDir, detectCgroupLayout, resolveCgroupPath, type CgroupLayout } from "../stats/cgroup.js";
 import type { SandboxService } from "../sandbox/sandbox-service.js";
 import { SandboxState, type SandboxRecord } from "../sandbox/sandbox-store.js";
 import { CleanupStack } from "../util/cleanup.js";
@@ -32,7 +33,7 @@ import type { ProcessExit } from "../streaming/backend.js";
 import { deferred, type Deferred } from "../util/deferred.js";
 import { crashPoint, type CrashStep } from "../util/crash-point.js";
 import { retryTransient } from "../util/retry.js";
-import { nowUnixNanos } from "../logs/cri-log-format.js";
+import { nowUnixNanos } from "../util/clock.js";
 import { CONTAINER_RECORD_EXTENSION, encodeContainerMetadata } from "./container-record.js";
 import {
   containerNameKey,
@@ -223,20 +224,27 @@ export class ContainerService {
   }
 
   /**
-   * The OOM event can be lost or late; on cgroup v1 the memory cgroup also counts OOM kills
-   * (memory.oom_control, "oom_kill N" since Linux 4.13). Read before the task is deleted,
-   * while the cgroup still exists.
+   * The OOM event can be lost or late; the memory cgroup also counts OOM kills ("oom_kill N"
+   * in memory.oom_control on v1 since Linux 4.13, in memory.events on v2), found through the
+   * same resolver stats use. Read before the task is deleted, while the cgroup still exists.
    */
   private async oomKillRecorded(rec: ContainerRecord): Promise<boolean> {
-    const path = this.specParts.get(rec.id)?.cgroupsPath;
-    if (!path) return false;
-    for (const file of [`/sys/fs/cgroup/memory${path}/memory.oom_control`, `/sys/fs/cgroup${path}/memory.events`]) {
+    const path = resolveCgroupPath(this.specParts.get(rec.id)?.cgroupsPath ?? "");
+    this.cgroupLayout ??= detectCgroupLayout();
+    const layout = await this.cgroupLayout;
+    if (!path || !layout) return false;
+    const file = layout.version === 1
+      ? layout.controllers.memory && join(cgroupDir(layout.controllers.memory, path), "memory.oom_control")
+      : join(cgroupDir(layout.unified, path), "memory.events");
+    if (file) {
       const text = await readFile(file, "utf8").catch(() => "");
       const m = /^oom_kill (\d+)$/m.exec(text);
       if (m) return Number(m[1]) > 0;
     }
     return false;
   }
+
+  private cgroupLayout: Promise<CgroupLayout | undefined> | undefined;
 
   /** The parts of each container's OCI spec podshim needs after creating it: the cgroup
    * path (OOM fallback) and the process (the template of exec'd processes). */
@@ -412,8 +420,7 @@ export class ContainerService {
         this.step("start.io-attached", "StartContainer");
         if (this.tasksLeft.has(rec.id)) {
           // A start cut short by a podshim crash left its task behind.
-          await this.tasks.kill(rec.id, SIGKILL, true);
-          await this.tasks.delete(rec.id);
+          await this.tasks.killAndDelete(rec.id, KILL_WAIT_MS);
           this.tasksLeft.delete(rec.id);
         }
         const rootfs = await this.opts.snapshots.mounts(rec.id);
@@ -421,11 +428,7 @@ export class ContainerService {
         const io = this.paths.fifos(rec);
         cleanup.push("delete task", async () => {
           this.tasksLeft.add(rec.id);
-          await this.tasks.kill(rec.id, SIGKILL, true);
-          await this.tasks.wait(rec.id, { timeoutMs: KILL_WAIT_MS }).catch(() => undefined);
-          await this.tasks.delete(rec.id).catch((err) => {
-            if (!isNotFound(err)) throw err;
-          });
+          await this.tasks.killAndDelete(rec.id, KILL_WAIT_MS);
           this.tasksLeft.delete(rec.id);
         });
         await this.tasks.create(rec.id, rootfs, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: rec.config.tty });

@@ -115,7 +115,25 @@ export class Tasks {
       throw err;
     }
   }
+
+  /**
+   * SIGKILL to every process of a task that may still run, its exit waited for (up to
+   * waitMs), then the task deleted. A task that is gone, or already stopped, is fine.
+   */
+  async killAndDelete(containerId: string, waitMs: number): Promise<void> {
+    const task = await this.get(containerId);
+    if (!task) return;
+    if (task.status !== TaskStatusCode.STOPPED) {
+      await this.kill(containerId, SIGKILL, true).catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+      await this.wait(containerId, { timeoutMs: waitMs }).catch(() => undefined);
+    }
+    await this.delete(containerId);
+  }
 }
+
+const SIGKILL = 9;
 
 export function exitedAtNs(p: Process): bigint {
   return ns(p.exitedAt);

@@ -1,7 +1,6 @@
-import { constants } from "node:os";
+import { criSignalOf } from "../container/container-spec.js";
 import {
   ContainerState as CriContainerState,
-  Signal,
   type Container,
   type ContainerStatus,
 } from "../gen/cri/runtime/v1/api.js";
@@ -17,13 +16,6 @@ const CRI_STATE: Record<ContainerState, CriContainerState> = {
 
 export function criContainerState(rec: ContainerRecord): CriContainerState {
   return CRI_STATE[rec.status.state];
-}
-
-/** The CRI Signal enum value of a signal number (RUNTIME_DEFAULT when it has no name there). */
-export function criSignal(signal: number): Signal {
-  const name = Object.entries(constants.signals).find(([, n]) => n === signal)?.[0];
-  const key = `SIGNAL_${name}` as keyof typeof Signal;
-  return name !== undefined && key in Signal ? Signal[key] : Signal.SIGNAL_RUNTIME_DEFAULT;
 }
 
 export function toCriContainer(rec: ContainerRecord): Container {
@@ -68,6 +60,6 @@ export function toCriContainerStatus(rec: ContainerRecord): ContainerStatus {
     logPath: rec.logPath,
     resources: s.resources ? { linux: s.resources, windows: undefined } : undefined,
     user: { linux: { uid: BigInt(rec.user.uid), gid: BigInt(rec.user.gid), supplementalGroups: rec.user.additionalGids.map(BigInt) } },
-    stopSignal: criSignal(rec.stopSignal),
+    stopSignal: criSignalOf(rec.stopSignal),
   };
 }

@@ -6,6 +6,7 @@ import type { UnaryRpc } from "../server/boundary.js";
 import type { CriDeps } from "./deps.js";
 import { toCriSandboxStatus } from "./sandbox-format.js";
 import { toCriContainerStatus } from "./container-format.js";
+import { nowUnixNanos } from "../util/clock.js";
 
 export function podSandboxStatus(deps: CriDeps): UnaryRpc<PodSandboxStatusRequest, PodSandboxStatusResponse> {
   return async (req) => {
@@ -18,6 +19,6 @@ export function podSandboxStatus(deps: CriDeps): UnaryRpc<PodSandboxStatusReques
         config: PodSandboxConfig.toJSON(rec.config),
       });
     }
-    return PodSandboxStatusResponse.fromPartial({ status: toCriSandboxStatus(rec), info, containersStatuses: deps.containers.store.inSandbox(rec.id).map(toCriContainerStatus), timestamp: BigInt(Date.now()) * 1_000_000n });
+    return PodSandboxStatusResponse.fromPartial({ status: toCriSandboxStatus(rec), info, containersStatuses: deps.containers.store.inSandbox(rec.id).map(toCriContainerStatus), timestamp: nowUnixNanos() });
   };
 }

@@ -4,6 +4,7 @@
 // rather than buffered without end: it resubscribes and relists, as the kubelet's evented PLEG
 // does after a broken stream.
 import { ResourceExhaustedError } from "../errors/errors.js";
+import { nowUnixNanos } from "../util/clock.js";
 
 export const LifecycleEvent = { Created: "created", Started: "started", Stopped: "stopped", Deleted: "deleted" } as const;
 export type LifecycleEvent = (typeof LifecycleEvent)[keyof typeof LifecycleEvent];
@@ -39,7 +40,7 @@ export class ContainerEventHub {
 
   publish(containerId: string, sandboxId: string, type: LifecycleEvent): void {
     if (this.subscribers.size === 0) return;
-    const event: ContainerEvent = { containerId, sandboxId, type, createdAt: BigInt(Date.now()) * 1_000_000n };
+    const event: ContainerEvent = { containerId, sandboxId, type, createdAt: nowUnixNanos() };
     for (const sub of this.subscribers) {
       if (sub.failed) continue;
       if (sub.queue.length >= MAX_PENDING_EVENTS) {

@@ -13,6 +13,7 @@ import { parseImageRef, refName, refString, type ImageRef } from "./reference.js
 import { hostPlatform, type Descriptor } from "./types.js";
 import { chainIds } from "./unpack.js";
 import type { BuiltinImage } from "./builtin-pause.js";
+import { nowUnixNanos } from "../util/clock.js";
 
 // Labels on podshim's image records. The pinned label marks images the kubelet's image
 // garbage collector must keep (the pause image).
@@ -190,7 +191,7 @@ export class ImageService {
         // removed meanwhile
       }
     }));
-    return { mountpoint: await this.snapshotterRoot(), usedBytes, inodesUsed, timestamp: BigInt(Date.now()) * 1_000_000n };
+    return { mountpoint: await this.snapshotterRoot(), usedBytes, inodesUsed, timestamp: nowUnixNanos() };
   }
 
   private root: string | undefined;

@@ -26,13 +26,13 @@ import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
 import { defaultCapabilities } from "../oci/defaults.js";
 import { RuntimeFeatureProbe, type HandlerFeatures } from "../oci/runtime-features.js";
-import { renderHosts, renderResolvConf, type SandboxFilePaths } from "./sandbox-files.js";
+import { renderHostname, renderHosts, renderResolvConf, type SandboxFilePaths } from "./sandbox-files.js";
 import { nameKeyOf, SandboxState, SandboxStore, type SandboxRecord } from "./sandbox-store.js";
 import { decodeSandboxRecord, encodeSandboxRecord, SANDBOX_RECORD_EXTENSION } from "./sandbox-record.js";
 import { crashPoint, type CrashStep } from "../util/crash-point.js";
 import { retryTransient } from "../util/retry.js";
 import { writeJsonAtomic } from "../util/atomic-file.js";
-import { nowUnixNanos } from "../logs/cri-log-format.js";
+import { nowUnixNanos } from "../util/clock.js";
 
 // Labels and the extension podshim puts on a sandbox's containerd container: the kind (so
 // recovery finds sandboxes), the pod identity for people using ctr, and the record itself.
@@ -43,7 +43,6 @@ export const SandboxLabel = {
   podUid: "io.kubernetes.pod.uid",
 } as const;
 const RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options";
-const SIGKILL = 9;
 const STOP_WAIT_MS = 10_000;
 const SHM_SIZE = "65536k";
 /** A pause image pull inside RunPodSandbox gives up after this long. */
@@ -304,8 +303,11 @@ export class SandboxService {
       this.step("sandbox.shm-mounted");
     }
     const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf"), ...(shm ? { shm } : {}) };
-    const hostname = config.hostname || (hostNetwork ? (await readFile("/etc/hostname", "utf8").catch(() => "localhost")).trim() : config.metadata!.name);
-    await writeFile(files.hostname, `${hostname}\n`, { mode: 0o644 });
+    // A host-network pod without a hostname of its own has the node's, as uname shows it.
+    const nodeHostname = hostNetwork ? (await readFile("/etc/hostname", "utf8").catch(() => "localhost")).trim() : "";
+    const hostnameFile = renderHostname(hostNetwork ? config.hostname : config.hostname || config.metadata!.name, nodeHostname);
+    const hostname = hostnameFile.trimEnd();
+    await writeFile(files.hostname, hostnameFile, { mode: 0o644 });
     await writeFile(files.resolvConf, renderResolvConf(config.dnsConfig, await readFile("/etc/resolv.conf", "utf8").catch(() => "")), { mode: 0o644 });
 
     const spec = buildSandboxSpec({
@@ -346,7 +348,7 @@ export class SandboxService {
       // In the index (unlisted) before the pause starts, so an exit during start is seen.
       this.store.add(rec);
       cleanup.push("unindex", async () => this.store.delete(id));
-      cleanup.push("delete task", () => this.killAndDeleteTask(id));
+      cleanup.push("delete task", () => this.tasks.killAndDelete(id, STOP_WAIT_MS));
       await this.tasks.create(id, mounts);
       this.step("sandbox.task-created");
       const pid = await this.tasks.start(id);
@@ -373,13 +375,6 @@ export class SandboxService {
     return rec;
   }
 
-  private async killAndDeleteTask(id: string): Promise<void> {
-    if (!(await this.tasks.get(id))) return;
-    await this.tasks.kill(id, SIGKILL, true).catch(() => undefined);
-    await this.tasks.wait(id, { timeoutMs: STOP_WAIT_MS }).catch(() => undefined);
-    await this.tasks.delete(id);
-  }
-
   /**
    * StopPodSandbox: kills the pause container, runs CNI DEL and releases the netns. Stopping
    * an unknown or stopped sandbox succeeds (the kubelet retries stops).
@@ -393,7 +388,7 @@ export class SandboxService {
       // The pinned netns outlives the pause process, so CNI DEL need not wait for it to die;
       // the netns itself goes only after DEL (the bridge plugin finds its rules through it).
       const steps = await Promise.allSettled([
-        this.stopPause(rec.id),
+        this.tasks.killAndDelete(rec.id, STOP_WAIT_MS),
         this.releaseStateDir(rec.id),
         rec.netnsPath ? this.opts.network.tearDownPod(rec.id, rec.netnsPath) : undefined,
       ]);
@@ -409,16 +404,6 @@ export class SandboxService {
         await this.containers.setExtension(rec.id, SANDBOX_RECORD_EXTENSION, encodeSandboxRecord({ ...rec, complete: true }));
       }
     });
-  }
-
-  private async stopPause(id: string): Promise<void> {
-    const task = await this.tasks.get(id);
-    if (!task) return;
-    if (task.status === TaskStatusCode.RUNNING || task.status === TaskStatusCode.PAUSED || task.status === TaskStatusCode.CREATED) {
-      await this.tasks.kill(id, SIGKILL, true);
-      await this.tasks.wait(id, { timeoutMs: STOP_WAIT_MS });
-    }
-    await this.tasks.delete(id);
   }
 
   /** RemovePodSandbox: stops it if needed, then removes the pause container, files and name. */

@@ -9,6 +9,7 @@
 // does the same: a background syncer every 10 s, stats served from the cache.
 import type { Logger } from "../log/logger.js";
 import { isNotFound, messageOf } from "../errors/errors.js";
+import { nowUnixNanos } from "../util/clock.js";
 
 /** What the cache needs of containerd's snapshots service (src/containerd/snapshots.ts fits). */
 export interface SnapshotUsageSource {
@@ -32,7 +33,7 @@ export interface LayerUsageOptions {
 }
 
 function wallNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
+  return nowUnixNanos();
 }
 
 /**

@@ -22,6 +22,7 @@ import { readNetDev, type InterfaceCounters } from "./net.js";
 import { CachedPseudoFileReader, keptFilesBudget, parseOpenFilesLimit, readPseudoFile } from "./read.js";
 import { toCriContainerStats, toCriPodSandboxStats, type ContainerSample, type SandboxSample } from "./stats-builder.js";
 import type { StatsApi, StatsContainer, StatsSandbox, StatsSource } from "./types.js";
+import { nowUnixNanos } from "../util/clock.js";
 
 export interface StatsServiceOptions {
   source: StatsSource;
@@ -43,7 +44,7 @@ export interface StatsServiceOptions {
 }
 
 function wallNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
+  return nowUnixNanos();
 }
 
 /** The rate tracker's key of a pod (container ids and sandbox ids share one id space). */

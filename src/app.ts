@@ -13,6 +13,7 @@ import { hostPlatform } from "./image/types.js";
 import { RegistryClient } from "./registry/client.js";
 import { messageOf } from "./errors/errors.js";
 import { SandboxService } from "./sandbox/sandbox-service.js";
+import { sandboxAdapters } from "./sandbox/sandbox-adapters.js";
 import { ContainerService } from "./container/container-service.js";
 import { EventMonitor, type TaskEvent } from "./containerd/events.js";
 import { ContainerRecords } from "./containerd/containers.js";
@@ -103,7 +104,11 @@ export class App {
 
     const events = (this.lifecycle = new ContainerEventHub());
     const shutdown = this.shutdown.signal;
-    this.sandboxes = new SandboxService({ events, config, client: this.containerd, snapshots, images: this.images, network: this.network, logger: logger.child({ part: "sandboxes" }), shutdown });
+    const sandboxLog = logger.child({ part: "sandboxes" });
+    this.sandboxes = new SandboxService({
+      events, config, logger: sandboxLog, shutdown,
+      adapters: sandboxAdapters({ client: this.containerd, snapshots, network: this.network, images: this.images, logger: sandboxLog }),
+    });
 
     this.containers = new ContainerService({ events, config, client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: logger.child({ part: "containers" }), shutdown });
     this.pods = new PodService(this.sandboxes, this.containers);

@@ -3,23 +3,17 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/options.js";
 import type { RuntimeHandlerConfig } from "../config/runtimes.js";
-import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerRecords, type Container } from "../containerd/containers.js";
-import { withLease } from "../containerd/leases.js";
-import type { Snapshots } from "../containerd/snapshots.js";
-import { Tasks, TaskStatusCode } from "../containerd/tasks.js";
+import type { Container } from "../containerd/containers.js";
+import { TaskStatusCode } from "../containerd/tasks.js";
 import { InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors/errors.js";
 import { NamespaceMode, PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
 import { Options as RuncOptions } from "../gen/containerd/types/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import type { TaskEvent } from "../containerd/events.js";
-import type { ImageService } from "../image/image-service.js";
 import type { Logger } from "../log/logger.js";
-import { createNetns, deleteNetns, netnsNameFor } from "../network/netns.js";
-import type { NetworkService } from "../network/network-service.js";
+import { netnsNameFor } from "../network/netns.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
-import { mountTmpfs, unmountAndRemove } from "../util/mount.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
 import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
@@ -28,6 +22,7 @@ import { defaultCapabilities } from "../oci/defaults.js";
 import { RuntimeFeatureProbe, type HandlerFeatures } from "../oci/runtime-features.js";
 import { renderHostname, renderHosts, renderResolvConf, type SandboxFilePaths } from "./sandbox-files.js";
 import { nameKeyOf, SandboxState, SandboxStore, type SandboxRecord } from "./sandbox-store.js";
+import type { SandboxAdapters } from "./sandbox-adapters.js";
 import { decodeSandboxRecord, encodeSandboxRecord, SANDBOX_RECORD_EXTENSION } from "./sandbox-record.js";
 import { crashPoint, type CrashStep } from "../util/crash-point.js";
 import { retryTransient } from "../util/retry.js";
@@ -59,10 +54,7 @@ export interface SandboxIntent {
 
 export interface SandboxServiceOptions {
   config: Config;
-  client: ContainerdClient;
-  snapshots: Snapshots;
-  images: ImageService;
-  network: NetworkService;
+  adapters: SandboxAdapters;
   logger: Logger;
   /** Where lifecycle transitions are announced (GetContainerEvents). */
   events?: ContainerEventHub;
@@ -79,16 +71,18 @@ export interface SandboxServiceOptions {
 export class SandboxService {
   readonly store = new SandboxStore();
   private readonly lock = new KeyedLock();
-  private readonly containers: ContainerRecords;
-  private readonly tasks: Tasks;
+  private readonly containers: SandboxAdapters["records"];
+  private readonly tasks: SandboxAdapters["tasks"];
+  private readonly a: SandboxAdapters;
   private readonly log: Logger;
   private readonly features = new RuntimeFeatureProbe();
   /** RunPodSandbox calls under way, by pod identity: a retry waits for the first. */
   private readonly inflight = new Map<string, Promise<SandboxRecord>>();
 
   constructor(private readonly opts: SandboxServiceOptions) {
-    this.containers = new ContainerRecords(opts.client);
-    this.tasks = new Tasks(opts.client);
+    this.a = opts.adapters;
+    this.containers = opts.adapters.records;
+    this.tasks = opts.adapters.tasks;
     this.log = opts.logger;
   }
 
@@ -166,7 +160,7 @@ export class SandboxService {
 
   /** Unmounts the pod's shm, then removes its runtime state dir. */
   async releaseStateDir(id: string): Promise<void> {
-    await unmountAndRemove(this.shmPath(id));
+    await this.a.mounts.unmountAndRemove(this.shmPath(id));
     await rm(this.stateDir(id), { recursive: true, force: true });
   }
 
@@ -272,10 +266,10 @@ export class SandboxService {
   }
 
   private async create(id: string, nameKey: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, cleanup: CleanupStack, log: Logger): Promise<SandboxRecord> {
-    const { client, snapshots } = this.opts;
+    const snapshots = this.a.snapshots;
     const createdAt = nowUnixNanos();
     const pullDeadline = AbortSignal.timeout(PAUSE_PULL_TIMEOUT_MS);
-    const pause = await this.opts.images.ensurePauseImage(this.opts.shutdown ? AbortSignal.any([pullDeadline, this.opts.shutdown]) : pullDeadline);
+    const pause = await this.a.images.ensurePauseImage(this.opts.shutdown ? AbortSignal.any([pullDeadline, this.opts.shutdown]) : pullDeadline);
     const dir = this.sandboxDir(id);
     const nsOpts = config.linux?.securityContext?.namespaceOptions;
     const hostNetwork = nsOpts?.network === NamespaceMode.NODE;
@@ -288,8 +282,8 @@ export class SandboxService {
 
     let netnsPath = "";
     if (!hostNetwork) {
-      netnsPath = await createNetns(netnsName);
-      cleanup.push("delete netns", () => deleteNetns(netnsPath));
+      netnsPath = await this.a.netns.create(netnsName);
+      cleanup.push("delete netns", () => this.a.netns.delete(netnsPath));
       this.step("sandbox.netns-pinned");
     }
 
@@ -299,7 +293,7 @@ export class SandboxService {
     if (nsOpts?.ipc !== NamespaceMode.NODE) {
       shm = this.shmPath(id);
       cleanup.push("unmount shm", () => this.releaseStateDir(id));
-      await mountTmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
+      await this.a.mounts.tmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
       this.step("sandbox.shm-mounted");
     }
     const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf"), ...(shm ? { shm } : {}) };
@@ -321,9 +315,9 @@ export class SandboxService {
 
     const network = (async () => {
       if (hostNetwork) return { ips: [] as string[] };
-      cleanup.push("CNI DEL", () => this.opts.network.tearDownPod(id, netnsPath));
+      cleanup.push("CNI DEL", () => this.a.network.tearDownPod(id, netnsPath));
       const m = config.metadata!;
-      const res = await this.opts.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations });
+      const res = await this.a.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations });
       this.step("sandbox.cni-added");
       return res;
     })();
@@ -331,7 +325,7 @@ export class SandboxService {
     const pauseContainer = (async () => {
       // The lease keeps the fresh snapshot from the garbage collector until the container
       // record refers to it.
-      const mounts = await withLease(client, log, "sandbox", 600_000, async (lease) => {
+      const mounts = await this.a.withLease("sandbox", async (lease) => {
         cleanup.push("remove snapshot", () => snapshots.remove(id));
         const m = await snapshots.prepare(id, pause.chainId, {}, { lease });
         this.step("sandbox.snapshot-prepared");
@@ -344,7 +338,7 @@ export class SandboxService {
         }, { lease });
         this.step("sandbox.container-recorded");
         return m;
-      }, { syncGc: false });
+      });
       // In the index (unlisted) before the pause starts, so an exit during start is seen.
       this.store.add(rec);
       cleanup.push("unindex", async () => this.store.delete(id));
@@ -390,7 +384,7 @@ export class SandboxService {
       const steps = await Promise.allSettled([
         this.tasks.killAndDelete(rec.id, STOP_WAIT_MS),
         this.releaseStateDir(rec.id),
-        rec.netnsPath ? this.opts.network.tearDownPod(rec.id, rec.netnsPath) : undefined,
+        rec.netnsPath ? this.a.network.tearDownPod(rec.id, rec.netnsPath) : undefined,
       ]);
       // Every step ran to its end; the kubelet retries a failed stop.
       const failed = steps.find((r) => r.status === "rejected");
@@ -399,7 +393,7 @@ export class SandboxService {
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
       if (rec.netnsPath) {
-        await deleteNetns(rec.netnsPath);
+        await this.a.netns.delete(rec.netnsPath);
         rec.netnsPath = "";
         await this.containers.setExtension(rec.id, SANDBOX_RECORD_EXTENSION, encodeSandboxRecord({ ...rec, complete: true }));
       }
@@ -413,7 +407,7 @@ export class SandboxService {
     await this.stopSandbox(found.id);
     await this.lock.run(found.id, async () => {
       await this.containers.delete(found.id);
-      await this.opts.snapshots.remove(found.id);
+      await this.a.snapshots.remove(found.id);
       await rm(found.dir, { recursive: true, force: true });
       await this.releaseStateDir(found.id);
       this.store.delete(found.id);

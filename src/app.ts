@@ -15,6 +15,7 @@ import { messageOf } from "./errors/errors.js";
 import { SandboxService } from "./sandbox/sandbox-service.js";
 import { sandboxAdapters } from "./sandbox/sandbox-adapters.js";
 import { ContainerService } from "./container/container-service.js";
+import { containerAdapters } from "./container/container-adapters.js";
 import { EventMonitor, type TaskEvent } from "./containerd/events.js";
 import { ContainerRecords } from "./containerd/containers.js";
 import { StreamingServer } from "./streaming/server.js";
@@ -110,7 +111,11 @@ export class App {
       adapters: sandboxAdapters({ client: this.containerd, snapshots, network: this.network, images: this.images, logger: sandboxLog }),
     });
 
-    this.containers = new ContainerService({ events, config, client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: logger.child({ part: "containers" }), shutdown });
+    const containerLog = logger.child({ part: "containers" });
+    this.containers = new ContainerService({
+      events, config, logger: containerLog, shutdown,
+      adapters: containerAdapters({ client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: containerLog }),
+    });
     this.pods = new PodService(this.sandboxes, this.containers);
     // One subscription for the whole daemon: task exits end sandboxes and containers, OOM
     // events name the reason.

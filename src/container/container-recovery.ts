@@ -1,5 +1,5 @@
 import { fromJsonAny, type Container } from "../containerd/containers.js";
-import { exitedAtNs, TaskStatusCode, type Tasks } from "../containerd/tasks.js";
+import { exitedAtNs, TaskStatusCode, type TaskApi } from "../containerd/tasks.js";
 import { messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import { nowUnixNanos } from "../util/clock.js";
@@ -12,7 +12,7 @@ import { ContainerState, ExitReason, type ContainerRecord } from "./container-st
 
 /** What recovering one container touches in the container service. */
 export interface RecoveryContext {
-  tasks: Tasks;
+  tasks: TaskApi;
   io: ContainerIoSet;
   checkpoints: StatusCheckpoints;
   /** Filled with the spec parts podshim needs later (cgroup path, exec template). */

@@ -2,20 +2,15 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/options.js";
-import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerRecords, fromJsonAny, jsonAny } from "../containerd/containers.js";
+import { fromJsonAny, jsonAny } from "../containerd/containers.js";
 import type { TaskEvent } from "../containerd/events.js";
-import { withLease } from "../containerd/leases.js";
-import type { Snapshots } from "../containerd/snapshots.js";
-import { Tasks, TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
+import { TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
 import { FailedPreconditionError, InvalidArgumentError, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
 import { ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
-import type { ImageService } from "../image/image-service.js";
 import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
 import type { Logger } from "../log/logger.js";
 import { FifoPool } from "../logs/fifo-pool.js";
 import { cgroupDir, detectCgroupLayout, resolveCgroupPath, type CgroupLayout } from "../stats/cgroup.js";
-import type { SandboxService } from "../sandbox/sandbox-service.js";
 import { SandboxState, type SandboxRecord } from "../sandbox/sandbox-store.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
@@ -23,6 +18,7 @@ import { StepTimer } from "../util/step-timer.js";
 import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
 import { finishContainer, freshStatus, moveContainer, UNKNOWN_EXIT_CODE } from "./container-state.js";
 import { ContainerPaths } from "./container-paths.js";
+import type { ContainerAdapters } from "./container-adapters.js";
 import { ContainerIoSet } from "./container-io.js";
 import { StatusCheckpoints } from "./container-checkpoints.js";
 import { recoverContainer } from "./container-recovery.js";
@@ -59,10 +55,7 @@ const START_ERROR_EXIT_CODE = 128;
 
 export interface ContainerServiceOptions {
   config: Config;
-  client: ContainerdClient;
-  snapshots: Snapshots;
-  images: ImageService;
-  sandboxes: SandboxService;
+  adapters: ContainerAdapters;
   logger: Logger;
   /** Where lifecycle transitions are announced (GetContainerEvents). */
   events?: ContainerEventHub;
@@ -80,8 +73,9 @@ export interface ContainerServiceOptions {
 export class ContainerService {
   readonly store = new ContainerStore();
   private readonly lock = new KeyedLock();
-  private readonly containers: ContainerRecords;
-  private readonly tasks: Tasks;
+  private readonly containers: ContainerAdapters["records"];
+  private readonly tasks: ContainerAdapters["tasks"];
+  private readonly a: ContainerAdapters;
   private readonly paths: ContainerPaths;
   private readonly io: ContainerIoSet;
   private readonly checkpoints: StatusCheckpoints;
@@ -93,8 +87,9 @@ export class ContainerService {
   private readonly inflight = new Map<string, Promise<ContainerRecord>>();
 
   constructor(private readonly opts: ContainerServiceOptions) {
-    this.containers = new ContainerRecords(opts.client);
-    this.tasks = new Tasks(opts.client);
+    this.a = opts.adapters;
+    this.containers = opts.adapters.records;
+    this.tasks = opts.adapters.tasks;
     this.log = opts.logger;
     this.fifos = new FifoPool(join(opts.config.state, "fifo-pool"), opts.logger);
     this.paths = new ContainerPaths(opts.config.root, opts.config.state);
@@ -274,7 +269,7 @@ export class ContainerService {
       this.log.info({ container: holder.id }, "CreateContainer retried for a created container; answering with it");
       return holder;
     }
-    const image = this.opts.images.status(config.image!.image);
+    const image = this.a.images.status(config.image!.image);
     if (!image) throw new NotFoundError(`image "${config.image!.image}" not found: pull it before creating a container from it`);
     await this.checkHandlerFeatures(sandbox, config);
     const id = randomBytes(32).toString("hex");
@@ -311,14 +306,14 @@ export class ContainerService {
   private async checkHandlerFeatures(sandbox: SandboxRecord, config: ContainerConfig): Promise<void> {
     const rro = config.mounts.find((mnt) => mnt.recursiveReadOnly);
     if (!rro) return;
-    const handler = (await this.opts.sandboxes.handlerFeatures()).find((h) => h.name === sandbox.runtimeHandler);
+    const handler = (await this.a.sandboxes.handlerFeatures()).find((h) => h.name === sandbox.runtimeHandler);
     if (!handler?.features.recursiveReadOnlyMounts) {
       throw new InvalidArgumentError(`mount ${rro.containerPath}: runtime handler "${sandbox.runtimeHandler}" does not support recursive read-only mounts (its runtime lacks the rro mount option or the kernel lacks mount_setattr)`);
     }
   }
 
   readySandbox(idOrPrefix: string): SandboxRecord {
-    const sandbox = this.opts.sandboxes.get(idOrPrefix);
+    const sandbox = this.a.sandboxes.get(idOrPrefix);
     if (sandbox.state !== SandboxState.Ready || sandbox.pid === 0) {
       throw new FailedPreconditionError(`pod sandbox ${sandbox.id} is not ready: its containers cannot be created or started`);
     }
@@ -326,7 +321,7 @@ export class ContainerService {
   }
 
   private async createRecord(id: string, nameKey: string, sandbox: SandboxRecord, image: ImageEntry, config: ContainerConfig, cleanup: CleanupStack, log: Logger, steps: StepTimer): Promise<ContainerRecord> {
-    const { client, snapshots } = this.opts;
+    const snapshots = this.a.snapshots;
     const createdAt = nowUnixNanos();
     const dir = this.paths.rootDir(id);
     cleanup.push("remove container dir", () => rm(dir, { recursive: true, force: true }));
@@ -345,14 +340,14 @@ export class ContainerService {
     })();
 
     let prepared!: PreparedSpec;
-    const record = withLease(client, log, "container", 600_000, async (lease) => {
+    const record = this.a.withLease("container", async (lease) => {
       cleanup.push("remove snapshot", () => snapshots.remove(id));
       const mounts = await snapshots.prepare(id, image.chainId, {}, { lease });
       steps.mark("snapshot");
       this.step("container.snapshot-prepared", "CreateContainer");
       prepared = await prepareContainerSpec({
         id, config, sandbox, image, imageName, rootfs: mounts,
-        files: this.opts.sandboxes.files(sandbox),
+        files: this.a.sandboxes.files(sandbox),
         targetPid: (targetId) => this.targetPid(targetId, sandbox.id),
         podshim: this.opts.config,
       });
@@ -365,13 +360,13 @@ export class ContainerService {
       await this.containers.create({
         id, image: imageName, spec: prepared.spec, snapshotter: snapshots.snapshotter, snapshotKey: id,
         labels: { [ContainerLabel.kind]: "container", [ContainerLabel.sandboxId]: sandbox.id, [ContainerLabel.containerName]: config.metadata!.name },
-        runtime: this.opts.sandboxes.runtimeOf(sandbox),
+        runtime: this.a.sandboxes.runtimeOf(sandbox),
         extensions: { [CONTAINER_RECORD_EXTENSION]: encodeContainerMetadata(meta) },
       }, { lease });
       cleanup.push("delete container", () => this.containers.delete(id));
       steps.mark("record");
       this.step("container.container-recorded", "CreateContainer");
-    }, { syncGc: false, background: true });
+    });
     // Both must settle before a failure unwinds: each registers its own undos.
     const [made, recorded] = await Promise.allSettled([fifos, record]);
     if (made.status === "rejected") throw made.reason;
@@ -423,7 +418,7 @@ export class ContainerService {
           await this.tasks.killAndDelete(rec.id, KILL_WAIT_MS);
           this.tasksLeft.delete(rec.id);
         }
-        const rootfs = await this.opts.snapshots.mounts(rec.id);
+        const rootfs = await this.a.snapshots.mounts(rec.id);
         steps.mark("mounts");
         const io = this.paths.fifos(rec);
         cleanup.push("delete task", async () => {
@@ -517,7 +512,7 @@ export class ContainerService {
         // Nothing else refers to these: they go together.
         await Promise.all([
           this.containers.delete(found.id),
-          this.opts.snapshots.remove(found.id),
+          this.a.snapshots.remove(found.id),
           rm(this.paths.rootDir(found.id), { recursive: true, force: true }),
           rm(this.paths.stateDir(found.id), { recursive: true, force: true }),
         ]);

@@ -1,5 +1,5 @@
 import type { Duplex } from "node:stream";
-import type { Tasks } from "../containerd/tasks.js";
+import type { TaskApi } from "../containerd/tasks.js";
 import { FailedPreconditionError } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import type { FifoPool } from "../logs/fifo-pool.js";
@@ -24,7 +24,7 @@ export interface StreamingHost {
 
 export interface ContainerStreamingDeps {
   host: StreamingHost;
-  tasks: Tasks;
+  tasks: TaskApi;
   fifos: FifoPool;
   io: ContainerIoSet;
   paths: ContainerPaths;

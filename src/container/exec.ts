@@ -6,7 +6,7 @@ import { mkdir, rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { jsonAny } from "../containerd/containers.js";
-import type { Tasks } from "../containerd/tasks.js";
+import type { TaskApi } from "../containerd/tasks.js";
 import { DeadlineExceededError, messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import type { FifoPool } from "../logs/fifo-pool.js";
@@ -42,7 +42,7 @@ export interface ExecRequest {
 }
 
 export interface ExecDeps {
-  tasks: Tasks;
+  tasks: TaskApi;
   fifos: FifoPool;
   logger: Logger;
 }

@@ -135,6 +135,9 @@ export class Tasks {
 
 const SIGKILL = 9;
 
+/** What the services use of Tasks: an interface, so tests can hand in a fake. */
+export type TaskApi = Pick<Tasks, "create" | "start" | "get" | "list" | "kill" | "update" | "wait" | "exec" | "startProcess" | "resizePty" | "closeStdin" | "deleteProcess" | "delete" | "killAndDelete">;
+
 export function exitedAtNs(p: Process): bigint {
   return ns(p.exitedAt);
 }

@@ -180,7 +180,9 @@ describe("ContainerService", () => {
     const rec = await svc.create(SANDBOX_ID, app("app"));
     await svc.start(rec.id);
     await svc.stop();
-    const config = { ...defaultConfig(), root: join(dir, "root"), state: join(dir, "state"), restrictOomScoreAdj: true };
+    // The same root (records and checkpoints); a state dir of its own, so the first service's
+    // FIFO pool refilling in the background cannot race the second's.
+    const config = { ...defaultConfig(), root: join(dir, "root"), state: join(dir, "state2"), restrictOomScoreAdj: true };
     // The task exited while nobody watched: recovery reads its end from the (fake) task.
     fake.tasks.get(rec.id)!.status = TaskStatusCode.STOPPED;
     const again = new ContainerService({ config, adapters: fake.adapters(dir), logger: quiet });

@@ -118,7 +118,7 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
     ...(node.hugetlbController !== undefined ? { hugetlbController: node.hugetlbController } : {}),
     ...(host ? { hostDevices: host } : {}),
     devices,
-    defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps),
+    defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps, process.arch, req.podshim.seccompDefaultProfile),
     localhostSeccomp,
     ...(node.apparmor ? { apparmor: node.apparmor } : {}),
     mountSources,

@@ -308,7 +308,7 @@ export class SandboxService {
       id, config, image: pause.config, netnsPath: hostNetwork ? undefined : netnsPath, runtimeHandler,
       cgroupDriver: this.opts.config.cgroupDriver, restrictOomScoreAdj: this.opts.config.restrictOomScoreAdj,
       currentOomScoreAdj: Number((await readFile("/proc/self/oom_score_adj", "utf8")).trim()), files,
-      defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities()),
+      defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities(), process.arch, this.opts.config.seccompDefaultProfile),
       localhostSeccomp: await loadLocalhostSeccomp(config.linux?.securityContext),
     });
     const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };

@@ -10,6 +10,7 @@ import { NamespaceMode, type ContainerConfig, type LinuxContainerResources } fro
 import type { ImageEntry } from "../image/image-store.js";
 import { capabilitiesFromMask } from "../oci/capabilities.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
+import { checkSeccompLoadable } from "../oci/seccomp-check.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
 import type { Spec } from "../oci/spec-types.js";
 import type { SandboxFilePaths } from "../sandbox/sandbox-files.js";
@@ -123,6 +124,7 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
     ...(node.apparmor ? { apparmor: node.apparmor } : {}),
     mountSources,
   });
+  if (spec.linux.seccomp !== undefined) await checkSeccompLoadable(spec.linux.seccomp);
   return { spec, user, stopSignal: effectiveStopSignal(config, image.config) };
 }
 

@@ -196,6 +196,8 @@ export function checkContainerConfig(rpc: string, c: ContainerConfig | undefined
   checkAbsolute(rpc, "working_dir", c.workingDir, { noDotDot: false });
   for (const [i, e] of c.envs.entries()) {
     if (e.key === "" || e.key.includes("=")) fail(`${rpc}: envs[${i}] key ${show(e.key)} must be non-empty and without '='`);
+    // The value is bytes on the wire; a NUL would end it early in the process's environment.
+    if (ArrayBuffer.isView(e.value) && (e.value as Uint8Array).includes(0)) fail(`${rpc}: envs[${i}] value contains a NUL byte`);
   }
   checkMounts(rpc, c.mounts);
   for (const [i, d] of c.devices.entries()) {
@@ -240,6 +242,13 @@ const CHECKS: Readonly<Record<string, Check>> = Object.freeze({
   Exec: (r) => checkId("Exec", "container_id", r.containerId),
   Attach: (r) => checkId("Attach", "container_id", r.containerId),
   PortForward: (r) => checkId("PortForward", "pod_sandbox_id", r.podSandboxId),
+  PullImage: (r) => {
+    // Tokens travel as HTTP header values: printable ASCII only.
+    for (const f of ["registryToken", "identityToken", "auth"] as const) {
+      const v = (r.auth?.[f] ?? "") as string;
+      if (!/^[\x20-\x7e]*$/.test(v)) fail(`PullImage: auth.${f} must be printable ASCII`);
+    }
+  },
 });
 
 /** Checks one request of `rpc`; throws InvalidArgumentError naming the field. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages podshim's integration tests run against (containerd, runc, CNI
-# plugins, a registry, a static busybox for test images, gcc for the pause program).
+# plugins, a registry, a static busybox for test images, gcc for the pause program, gcc-multilib for the
+# seccomp test's 32-bit probe).
 # Idempotent: a machine that already has everything is left untouched and nothing is fetched.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ packages=(
   iptables
   socat
   gcc
+  gcc-multilib
   protobuf-compiler
   libprotobuf-dev
   libc6-dev

@@ -122,7 +122,8 @@ export class App {
     this.events = new EventMonitor(this.containerd, logger.child({ part: "events" }), (ev) => this.dispatch(ev), () => this.resync());
 
     const tls = config.streamTlsCert && config.streamTlsKey ? { cert: readFileSync(config.streamTlsCert), key: readFileSync(config.streamTlsKey) } : undefined;
-    this.streaming = new StreamingServer({ host: config.streamAddress.host, port: config.streamAddress.port, backend: this.containers.streaming, logger: logger.child({ part: "streaming" }), ...(tls ? { tls } : {}) });
+    this.streaming = new StreamingServer({ host: config.streamAddress.host, port: config.streamAddress.port, backend: this.containers.streaming, logger: logger.child({ part: "streaming" }), ...(tls ? { tls } : {}),
+      limits: { portForwardPerPod: config.portForwardMaxPerPod, portForwardTotal: config.portForwardMaxTotal, streamsPerSession: config.streamMaxStreamsPerSession } });
 
     this.stats = new StatsService({
       source: statsSource(this.containers, this.sandboxes, config), snapshots, logger: logger.child({ part: "stats" }),

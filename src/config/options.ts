@@ -24,6 +24,12 @@ export interface Config {
   logLevel: LogLevel;
   /** On SIGTERM, how long in-flight calls may run before they are cut off and undone. */
   shutdownGraceSeconds: number;
+  /** What RuntimeDefault seccomp means: the baseline allow-list or the older deny-list. */
+  seccompDefaultProfile: SeccompDefaultProfile;
+  /** Port-forward caps: concurrent connections per pod and in total, streams per SPDY session. */
+  portForwardMaxPerPod: number;
+  portForwardMaxTotal: number;
+  streamMaxStreamsPerSession: number;
   /** RuntimeClass handlers by name; "" is the default. TOML only ([runtimes.<name>]). */
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
@@ -32,6 +38,8 @@ export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const CGROUP_DRIVERS = ["cgroupfs", "systemd"] as const;
 export type CgroupDriver = (typeof CGROUP_DRIVERS)[number];
+export const SECCOMP_DEFAULT_PROFILES = ["baseline", "denylist"] as const;
+export type SeccompDefaultProfile = (typeof SECCOMP_DEFAULT_PROFILES)[number];
 
 /** Thrown for a bad value; the message is one line that names the flag. */
 export class ConfigError extends Error {}
@@ -131,6 +139,14 @@ function imageRef(raw: unknown, source: string): string {
   return s;
 }
 
+function positiveInt(max: number): Parse<number> {
+  return (raw, source) => {
+    const n = typeof raw === "number" || typeof raw === "bigint" ? Number(raw) : typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(`${source} must be a whole number from 1 to ${max}, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+}
+
 export function parseHostPort(raw: unknown, source: string): { host: string; port: number } {
   const s = str(raw, source);
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
@@ -176,6 +192,15 @@ export const OPTIONS = [
     defaultText: "info", help: `log level (${LOG_LEVELS.join(", ")})` }),
   spec({ key: "shutdownGraceSeconds", flag: "shutdown-grace", toml: "shutdown_grace", kind: "string", metavar: "SECONDS", parse: seconds,
     defaultText: "30", help: "on SIGTERM, how long in-flight calls may finish before they are cut off and undone" }),
+  spec({ key: "seccompDefaultProfile", flag: "seccomp-default-profile", toml: "seccomp_default_profile", kind: "string", metavar: "NAME",
+    parse: oneOf(SECCOMP_DEFAULT_PROFILES), defaultText: "baseline",
+    help: "what RuntimeDefault seccomp applies: baseline (allow-list, like Docker/containerd) or denylist" }),
+  spec({ key: "portForwardMaxPerPod", flag: "port-forward-max-per-pod", toml: "port_forward_max_per_pod", kind: "string", metavar: "N",
+    parse: positiveInt(100_000), defaultText: "64", help: "concurrent port-forward connections allowed into one pod" }),
+  spec({ key: "portForwardMaxTotal", flag: "port-forward-max-total", toml: "port_forward_max_total", kind: "string", metavar: "N",
+    parse: positiveInt(1_000_000), defaultText: "1024", help: "concurrent port-forward connections allowed on the node" }),
+  spec({ key: "streamMaxStreamsPerSession", flag: "stream-max-streams-per-session", toml: "stream_max_streams_per_session", kind: "string", metavar: "N",
+    parse: positiveInt(100_000), defaultText: "256", help: "streams one SPDY session may open (exec, attach, port-forward)" }),
 ] as const satisfies readonly OptionSpec[];
 
 export function defaultConfig(): Config {

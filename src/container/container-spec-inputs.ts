@@ -8,8 +8,10 @@ import type { Mount as SnapshotMount } from "../containerd/snapshots.js";
 import { InvalidArgumentError } from "../errors/errors.js";
 import { NamespaceMode, type ContainerConfig, type LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
 import type { ImageEntry } from "../image/image-store.js";
+import { appArmorHost } from "../oci/apparmor.js";
 import { capabilitiesFromMask } from "../oci/capabilities.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
+import { checkSeccompLoadable } from "../oci/seccomp-check.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
 import type { Spec } from "../oci/spec-types.js";
 import type { SandboxFilePaths } from "../sandbox/sandbox-files.js";
@@ -41,7 +43,6 @@ export interface PrepareSpecRequest {
 interface NodeFacts extends ResourceOptions {
   allCapabilities: string[];
   currentOomScoreAdj: number;
-  apparmor?: { loadedProfiles: string[] };
 }
 
 let facts: Promise<NodeFacts> | undefined;
@@ -58,13 +59,7 @@ export function nodeFacts(): Promise<NodeFacts> {
     const status = await readFile("/proc/self/status", "utf8");
     const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0";
     const currentOomScoreAdj = Number((await readFile("/proc/self/oom_score_adj", "utf8")).trim());
-    const apparmorOn = (await readFile("/sys/module/apparmor/parameters/enabled", "utf8").catch(() => "N")).trim() === "Y";
-    const out: NodeFacts = { cgroupV2, swapController, hugetlbController, allCapabilities: capabilitiesFromMask(capEff), currentOomScoreAdj };
-    if (apparmorOn) {
-      const profiles = await readFile("/sys/kernel/security/apparmor/profiles", "utf8").catch(() => "");
-      out.apparmor = { loadedProfiles: profiles.split("\n").map((l) => l.split(" ")[0]!).filter((p) => p !== "") };
-    }
-    return out;
+    return { cgroupV2, swapController, hugetlbController, allCapabilities: capabilitiesFromMask(capEff), currentOomScoreAdj } satisfies NodeFacts;
   })();
   return facts;
 }
@@ -77,7 +72,7 @@ export function nodeFacts(): Promise<NodeFacts> {
  */
 export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<PreparedSpec> {
   const { config, sandbox, image } = req;
-  const node = await nodeFacts();
+  const [node, apparmor] = await Promise.all([nodeFacts(), appArmorHost()]);
   const sc = config.linux?.securityContext;
 
   const privileged = sc?.privileged === true;
@@ -118,11 +113,12 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
     ...(node.hugetlbController !== undefined ? { hugetlbController: node.hugetlbController } : {}),
     ...(host ? { hostDevices: host } : {}),
     devices,
-    defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps),
+    defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps, process.arch, req.podshim.seccompDefaultProfile),
     localhostSeccomp,
-    ...(node.apparmor ? { apparmor: node.apparmor } : {}),
+    ...(apparmor ? { apparmor } : {}),
     mountSources,
   });
+  if (spec.linux.seccomp !== undefined) await checkSeccompLoadable(spec.linux.seccomp);
   return { spec, user, stopSignal: effectiveStopSignal(config, image.config) };
 }
 

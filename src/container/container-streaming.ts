@@ -84,6 +84,6 @@ export class ContainerStreamingBackend implements StreamingBackend {
   /** The streaming server's PortForward: a connection to a port inside a ready pod. */
   async portForward(podSandboxId: string, port: number): Promise<Duplex> {
     const sandbox = this.d.host.readySandbox(podSandboxId);
-    return connectInNetns(sandbox.netnsPath, port);
+    return connectInNetns(sandbox.netnsPath, port, { ipv6: sandbox.ips.some((ip) => ip.includes(":")) });
   }
 }

@@ -7,7 +7,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import { jsonAny } from "../containerd/containers.js";
 import type { TaskApi } from "../containerd/tasks.js";
-import { DeadlineExceededError, messageOf } from "../errors/errors.js";
+import { DeadlineExceededError, InvalidArgumentError, messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import type { FifoPool } from "../logs/fifo-pool.js";
 import { openFifoReader, openFifoWriter } from "../logs/fifo.js";
@@ -79,7 +79,9 @@ export async function startExec(deps: ExecDeps, req: ExecRequest): Promise<Proce
     if (req.tty && !process.env.some((e) => e.startsWith("TERM="))) process.env = [...process.env, "TERM=xterm"];
     await tasks.exec(req.containerId, execId, jsonAny(PROCESS_TYPE_URL, process), { stdin: paths.stdin, stdout: paths.stdout, stderr: paths.stderr, terminal: req.tty });
     cleanup.push("delete process", () => tasks.deleteProcess(req.containerId, execId));
-    await tasks.startProcess(req.containerId, execId);
+    await tasks.startProcess(req.containerId, execId).catch((err: unknown) => {
+      throw commandNotStartable(err, req.cmd[0] ?? "");
+    });
     cleanup.dismiss();
     const wanted = (s: Socket | undefined, want: boolean): Socket | undefined => {
       if (s && !want) s.resume();
@@ -90,6 +92,16 @@ export async function startExec(deps: ExecDeps, req: ExecRequest): Promise<Proce
     await cleanup.unwind();
     throw err;
   }
+}
+
+/** runc's refusal to start the exec'd program (missing, not executable, bad format) reaches us
+ * only as text under containerd's Unknown code; it is the caller's command that is wrong. */
+function commandNotStartable(err: unknown, command: string): unknown {
+  const text = err instanceof Error ? err.message : String(err);
+  if (/unable to start container process: exec: /.test(text) && /no such file or directory|permission denied|exec format error|executable file not found|not a directory/.test(text)) {
+    return new InvalidArgumentError(`command ${JSON.stringify(command)} cannot be started in the container: ${text.replace(/^.*unable to start container process: /, "")}`, { cause: err });
+  }
+  return err;
 }
 
 class ExecProcess implements ProcessStreams {

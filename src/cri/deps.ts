@@ -21,6 +21,8 @@ export interface StreamingUrls {
   execUrl(params: ExecParams): string;
   attachUrl(params: AttachParams): string;
   portForwardUrl(params: { podSandboxId: string; ports: number[] }): string;
+  /** How the server is reachable and its caps, for Status verbose. */
+  exposure?(): object;
 }
 
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */

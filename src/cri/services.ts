@@ -35,12 +35,13 @@ import { listPodSandboxMetrics, streamPodSandboxMetrics } from "./stats-pod-sand
 import { getContainerEvents } from "./container-events.js";
 import { updatePodSandboxResources } from "./sandbox-update-resources.js";
 import { checkpointContainer, checkpointPod, restorePod } from "./unsupported.js";
+import { withValidation } from "./validate.js";
 
 /** RuntimeService handlers by RPC name. What is missing here answers UNIMPLEMENTED. */
 export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
   const sandboxList = sandboxListRpcs(deps);
   const containerList = containerListRpcs(deps);
-  return {
+  return withValidation({
     unary: {
       Version: version(),
       Status: status(deps),
@@ -82,12 +83,12 @@ export function runtimeServiceHandlers(deps: CriDeps): Partial<Handlers> {
       StreamPodSandboxStats: streamPodSandboxStats(deps),
       StreamPodSandboxMetrics: streamPodSandboxMetrics(deps),
     },
-  };
+  });
 }
 
 /** ImageService handlers by RPC name. */
 export function imageServiceHandlers(deps: CriDeps): Partial<Handlers> {
-  return {
+  return withValidation({
     unary: {
       PullImage: pullImage(deps),
       ImageStatus: imageStatus(deps),
@@ -98,5 +99,5 @@ export function imageServiceHandlers(deps: CriDeps): Partial<Handlers> {
     stream: {
       StreamImages: streamImages(deps),
     },
-  };
+  });
 }

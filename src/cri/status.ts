@@ -4,10 +4,16 @@
 import { StatusResponse, type StatusRequest } from "../gen/cri/runtime/v1/api.js";
 import type { UnaryRpc } from "../server/boundary.js";
 import type { CriDeps } from "./deps.js";
+import { nodeAppArmor, type AppArmorState } from "../oci/apparmor.js";
+
+function apparmorInfo(a: AppArmorState): object {
+  return { enabled: a.enabled, runtimeDefault: a.defaultProfile ?? "unconfined", message: a.message };
+}
 
 export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
   return async (req) => {
-    const [containerd, network, handlers] = await Promise.all([deps.containerd.check(), deps.network.network(), deps.sandboxes.handlerFeatures()]);
+    // nodeAppArmor() also loads podshim-default, once, at the kubelet's first Status.
+    const [containerd, network, handlers, apparmor] = await Promise.all([deps.containerd.check(), deps.network.network(), deps.sandboxes.handlerFeatures(), nodeAppArmor()]);
     const info: Record<string, string> = {};
     if (req.verbose) {
       info.containerd = JSON.stringify(containerd.ready
@@ -18,6 +24,8 @@ export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
         ? { ...cni, file: network.network.file, network: network.network.name }
         : { ...cni, error: network.message });
       info.config = JSON.stringify(deps.config);
+      info.security = JSON.stringify({ seccompRuntimeDefault: deps.config.seccompDefaultProfile, apparmor: apparmorInfo(apparmor) });
+      if (deps.streaming.exposure) info.streaming = JSON.stringify(deps.streaming.exposure());
     }
     const recovery = deps.recovery();
     if (req.verbose) info.recovery = JSON.stringify(recovery);

@@ -43,10 +43,11 @@ export interface ContainerLogOptions {
 export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 
 /** The log file as containerd opens it: O_CREAT|O_APPEND|O_WRONLY, mode 0640, parent dirs
- * 0755 (kubelet's log rotator and `kubectl logs` read it as root; others need not). */
+ * 0755 (kubelet's log rotator and `kubectl logs` read it as root; others need not). O_NOFOLLOW:
+ * a symlink planted at the path must not make podshim append to a file elsewhere. */
 export const openLogFile: OpenLogSink = async (path) => {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  const fh = await open(path, constants.O_CREAT | constants.O_APPEND | constants.O_WRONLY, 0o640);
+  const fh = await open(path, constants.O_CREAT | constants.O_APPEND | constants.O_WRONLY | constants.O_NOFOLLOW, 0o640);
   return {
     async write(data) {
       let off = 0;
@@ -356,6 +357,7 @@ async function openSinkAt(openSink: OpenLogSink, path: string): Promise<LogSink>
   try {
     return await openSink(path);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ELOOP") throw new FailedPreconditionError(`container log ${path} is a symbolic link; podshim does not follow it`, { cause: err });
     throw new InternalError(`cannot open container log ${path}: ${messageOf(err)}`, { cause: err });
   }
 }

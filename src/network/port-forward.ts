@@ -13,11 +13,21 @@ import { withSbinPath } from "../util/exec.js";
  * at -d -d), so a refused port fails here, where the caller can report it on the client's error
  * stream, instead of as a stream that just closes.
  */
-export function connectInNetns(netnsPath: string, port: number): Promise<Duplex> {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return Promise.reject(new InvalidArgumentError(`port ${port} is not a TCP port`));
+export async function connectInNetns(netnsPath: string, port: number, opts: { ipv6?: boolean } = {}): Promise<Duplex> {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`port ${port} is not a TCP port`);
   if (netnsPath === "") return connectLocal(port);
+  try {
+    return await connectVia(netnsPath, port, `TCP4:127.0.0.1:${port}`);
+  } catch (err) {
+    // Like the kubelet's "localhost": a pod with IPv6 may listen on ::1 only.
+    if (!opts.ipv6) throw err;
+    return connectVia(netnsPath, port, `TCP6:[::1]:${port}`).catch(() => Promise.reject(err));
+  }
+}
+
+function connectVia(netnsPath: string, port: number, target: string): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    const child = spawn("nsenter", [`--net=${netnsPath}`, "--", "socat", "-d", "-d", "-", `TCP4:127.0.0.1:${port}`], {
+    const child = spawn("nsenter", [`--net=${netnsPath}`, "--", "socat", "-d", "-d", "-", target], {
       stdio: ["pipe", "pipe", "pipe"],
       env: withSbinPath(process.env),
     });

@@ -654,8 +654,11 @@ export class RegistryClient {
   private async follow(host: RegistryHost, ex: Exchange): Promise<IncomingMessage> {
     let url = ex.url;
     let headers = ex.headers;
+    // The host's client certificate and skip_verify hold for the address first asked, never for
+    // another host it redirects to; its extra CAs stay (they only add trust roots).
+    const elsewhere: RegistryHost = { ...host, skipVerify: false, clientCert: [] };
     for (let hops = 0; ; hops++) {
-      const res = await this.rawRequest(host, { ...ex, url, headers });
+      const res = await this.rawRequest(url.host === ex.url.host ? host : elsewhere, { ...ex, url, headers });
       const location = res.headers.location;
       if (!REDIRECT_STATUSES.has(res.statusCode ?? 0) || location === undefined) return res;
       res.resume();

@@ -17,6 +17,7 @@ import { KeyedLock } from "../util/keyed-lock.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
 import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
+import { checkSeccompLoadable } from "../oci/seccomp-check.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
 import { defaultCapabilities } from "../oci/defaults.js";
 import { RuntimeFeatureProbe, type HandlerFeatures } from "../oci/runtime-features.js";
@@ -308,9 +309,10 @@ export class SandboxService {
       id, config, image: pause.config, netnsPath: hostNetwork ? undefined : netnsPath, runtimeHandler,
       cgroupDriver: this.opts.config.cgroupDriver, restrictOomScoreAdj: this.opts.config.restrictOomScoreAdj,
       currentOomScoreAdj: Number((await readFile("/proc/self/oom_score_adj", "utf8")).trim()), files,
-      defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities()),
+      defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities(), process.arch, this.opts.config.seccompDefaultProfile),
       localhostSeccomp: await loadLocalhostSeccomp(config.linux?.securityContext),
     });
+    if (spec.linux.seccomp !== undefined) await checkSeccompLoadable(spec.linux.seccomp);
     const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };
 
     const network = (async () => {

@@ -11,6 +11,7 @@ import type { Duplex } from "node:stream";
 import { messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import type { StreamingBackend } from "./backend.js";
+import type { ForwardLimiter } from "./limits.js";
 import { RstStatus, type SpdySession, type SpdyStream } from "./spdy.js";
 import { forwardErrorText } from "./websocket.js";
 
@@ -28,6 +29,8 @@ export interface SpdyPortForwardOptions {
   logger: Logger;
   /** How long the second stream of a pair may take to arrive. */
   streamCreationTimeoutMs: number;
+  /** Caps on concurrent forwarded connections; none = no cap. */
+  limiter?: ForwardLimiter;
 }
 
 interface Pair {
@@ -38,6 +41,7 @@ interface Pair {
   started: boolean;
   done: boolean;
   conn?: Duplex;
+  release?: () => void;
 }
 
 /** A TCP port from a header value: decimal digits only, 1..65535. */
@@ -56,6 +60,7 @@ export function serveSpdyPortForward(opts: SpdyPortForwardOptions): void {
     for (const pair of pairs.values()) {
       clearTimeout(pair.timer);
       pair.done = true;
+      pair.release?.();
       pair.conn?.destroy();
     }
     pairs.clear();
@@ -105,6 +110,13 @@ export function serveSpdyPortForward(opts: SpdyPortForwardOptions): void {
 
   async function forward(pair: Pair, data: SpdyStream, error: SpdyStream, port: number): Promise<void> {
     const log = logger.child({ port, requestId: pair.requestId });
+    const slot = opts.limiter?.acquire(podSandboxId);
+    if (slot && "refused" in slot) {
+      log.info({ reason: slot.refused }, "streaming: refusing a port-forward connection");
+      fail(pair, slot.refused);
+      return;
+    }
+    pair.release = slot?.release;
     let conn: Duplex;
     try {
       conn = await opts.backend.portForward(podSandboxId, port);
@@ -134,6 +146,7 @@ export function serveSpdyPortForward(opts: SpdyPortForwardOptions): void {
     if (pair.done) return;
     pair.done = true;
     clearTimeout(pair.timer);
+    pair.release?.();
     if (pairs.get(pair.requestId) === pair) pairs.delete(pair.requestId);
     const { data, error, conn } = pair;
     if (conn) {
@@ -155,6 +168,7 @@ export function serveSpdyPortForward(opts: SpdyPortForwardOptions): void {
       // Nowhere to say why: the data stream alone is reset.
       pair.done = true;
       clearTimeout(pair.timer);
+      pair.release?.();
       if (pairs.get(pair.requestId) === pair) pairs.delete(pair.requestId);
       pair.conn?.destroy();
       pair.data?.reset(RstStatus.Cancel);

@@ -14,6 +14,7 @@ import type { AttachParams, ExecParams, StreamingBackend } from "./backend.js";
 import { PORT_FORWARD_PROTOCOL, serveSpdyPortForward } from "./portforward.js";
 import { SPDY_REMOTECOMMAND_PROTOCOLS } from "./remotecommand.js";
 import { serveSpdyRemoteCommand } from "./remotecommand-spdy.js";
+import { ForwardLimiter, STREAMING_LIMIT_DEFAULTS, streamingExposure, type StreamingLimits } from "./limits.js";
 import { acceptSpdyUpgrade, SpdySession } from "./spdy.js";
 import { StreamKind, TokenCache, type PendingSession, type PortForwardParams, type TokenCacheOptions } from "./tokens.js";
 import {
@@ -50,6 +51,8 @@ export interface StreamingServerOptions {
   streamCreationTimeoutMs?: number;
   /** Token lifetime, cap and clock; tests shorten or fake them. */
   tokens?: TokenCacheOptions;
+  /** Caps on port-forward connections and streams per session; defaults in limits.ts. */
+  limits?: Partial<StreamingLimits>;
 }
 
 /** Something live that stop() must end: a SPDY session or a WebSocket. */
@@ -118,6 +121,8 @@ export class StreamingServer {
   private readonly sessions = new Set<LiveSession>();
   private readonly idleTimeoutMs: number;
   private readonly streamCreationTimeoutMs: number;
+  private readonly limits: StreamingLimits;
+  private readonly forwards: ForwardLimiter;
   private boundPort: number | undefined;
   private stopping = false;
 
@@ -127,6 +132,8 @@ export class StreamingServer {
     this.tokens = new TokenCache(opts.tokens);
     this.idleTimeoutMs = opts.idleTimeoutMs ?? STREAMING_DEFAULTS.idleTimeoutMs;
     this.streamCreationTimeoutMs = opts.streamCreationTimeoutMs ?? STREAMING_DEFAULTS.streamCreationTimeoutMs;
+    this.limits = { ...STREAMING_LIMIT_DEFAULTS, ...opts.limits };
+    this.forwards = new ForwardLimiter(this.limits);
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => this.onRequest(req, res);
     this.server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);
     this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -157,6 +164,8 @@ export class StreamingServer {
     this.boundPort = typeof address === "object" && address ? address.port : this.opts.port;
     this.server.on("error", (err) => this.logger.error({ err: messageOf(err) }, "streaming server error"));
     this.logger.debug({ url: this.baseUrl }, "streaming server listening");
+    const { warning } = this.exposure();
+    if (warning) this.logger.warn({ url: this.baseUrl }, warning);
   }
 
   /** Stops listening and ends every live session (their processes are detached). */
@@ -177,6 +186,11 @@ export class StreamingServer {
     for (const socket of this.sockets) socket.destroy();
     this.wss.close();
     if (this.boundPort !== undefined) await closed;
+  }
+
+  /** How the server is reachable and what it caps; Status verbose shows it. */
+  exposure(): ReturnType<typeof streamingExposure> & { limits: StreamingLimits; portForwards: { total: number; pods: number } } {
+    return { ...streamingExposure(this.opts.host, this.opts.tls !== undefined), limits: this.limits, portForwards: this.forwards.active };
   }
 
   /** `http(s)://host:port`, with the port actually bound. */
@@ -253,11 +267,11 @@ export class StreamingServer {
 
   private runSpdySession(socket: Duplex, head: Buffer, protocol: string, pending: PendingSession, transport: string): void {
     const logger = this.sessionLogger(pending, protocol, transport);
-    const session = new SpdySession(socket, head, { logger, idleTimeoutMs: this.idleTimeoutMs });
+    const session = new SpdySession(socket, head, { logger, idleTimeoutMs: this.idleTimeoutMs, maxStreams: this.limits.streamsPerSession });
     this.track(session, (cb) => session.once("close", cb));
     logger.info("streaming session started");
     const common = { session, backend: this.opts.backend, logger, streamCreationTimeoutMs: this.streamCreationTimeoutMs };
-    if (pending.kind === StreamKind.PortForward) serveSpdyPortForward({ ...common, podSandboxId: pending.params.podSandboxId });
+    if (pending.kind === StreamKind.PortForward) serveSpdyPortForward({ ...common, podSandboxId: pending.params.podSandboxId, limiter: this.forwards });
     else serveSpdyRemoteCommand({ ...common, protocol, request: pending.kind === StreamKind.Exec ? { kind: "exec", params: pending.params } : { kind: "attach", params: pending.params } });
   }
 
@@ -297,7 +311,7 @@ export class StreamingServer {
     }
     const socket =
       pending.kind === StreamKind.PortForward
-        ? serveWebSocketPortForward({ ...common, params: pending.params })
+        ? serveWebSocketPortForward({ ...common, params: pending.params, limiter: this.forwards })
         : serveWebSocketRemoteCommand({ ...common, request: pending.kind === StreamKind.Exec ? { kind: "exec", params: pending.params } : { kind: "attach", params: pending.params } });
     this.track({ close: () => socket.close(WsCloseCode.GoingAway, "server shutting down") }, (cb) => ws.once("close", cb));
   }

@@ -142,6 +142,8 @@ export interface SpdySessionOptions {
   logger: Logger;
   /** close the session after this long without any frame; default 4 h */
   idleTimeoutMs?: number;
+  /** Streams the peer may have open at once; more are refused (RST REFUSED_STREAM). */
+  maxStreams?: number;
 }
 
 /** containerd's stream_idle_timeout default. */
@@ -210,6 +212,7 @@ export class SpdySession extends EventEmitter {
   /** The DATA frame being received: its stream, or undefined when its bytes are dropped. */
   private dataTarget: { stream: SpdyStream | undefined; fin: boolean } = { stream: undefined, fin: false };
   private readonly idleTimeoutMs: number;
+  private readonly maxStreams: number;
   private lastActivity = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -219,6 +222,7 @@ export class SpdySession extends EventEmitter {
     this.socket = socket;
     this.logger = opts.logger;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.maxStreams = opts.maxStreams ?? Number.POSITIVE_INFINITY;
     this.parser = new FrameParser(
       {
         control: (raw) => this.onControl(raw),
@@ -371,6 +375,11 @@ export class SpdySession extends EventEmitter {
     }
     this.lastPeerStreamId = id;
     if (this.peerWentAway || this.listenerCount("stream") === 0) {
+      this.rst(id, RstStatus.RefusedStream);
+      return;
+    }
+    if (this.streams.size >= this.maxStreams) {
+      this.logger.info({ streamId: id, maxStreams: this.maxStreams }, "streaming: refusing a stream past the session's cap");
       this.rst(id, RstStatus.RefusedStream);
       return;
     }

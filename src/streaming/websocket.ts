@@ -12,6 +12,7 @@ import type { WebSocket, RawData } from "ws";
 import { messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import type { StreamingBackend } from "./backend.js";
+import type { ForwardLimiter } from "./limits.js";
 import { protocolGeneration, RemoteCommandProtocol, runRemoteCommand, type RemoteCommandRequest } from "./remotecommand.js";
 import type { PortForwardParams } from "./tokens.js";
 
@@ -325,11 +326,12 @@ export function forwardErrorText(port: number, podSandboxId: string, err: unknow
  * opened at once. Each data and error channel first carries its port (2 bytes, little endian)
  * so the client can tell them apart. The WebSocket closes when every forward is over.
  */
-export function serveWebSocketPortForward(opts: WebSocketSessionOptions & { params: PortForwardParams }): ChannelSocket {
+export function serveWebSocketPortForward(opts: WebSocketSessionOptions & { params: PortForwardParams; limiter?: ForwardLimiter }): ChannelSocket {
   const { params, logger } = opts;
   interface Forward {
     port: number;
     conn?: Duplex;
+    release?: () => void;
     /** Client bytes that came before the pod connection was up. */
     early: Buffer[];
     done: boolean;
@@ -361,6 +363,7 @@ export function serveWebSocketPortForward(opts: WebSocketSessionOptions & { para
   const finishOne = (f: Forward): void => {
     if (f.done) return;
     f.done = true;
+    f.release?.();
     f.conn?.destroy();
     if (waitingForDrain.delete(f) && waitingForDrain.size === 0) socket.resume();
     if (forwards.every((x) => x.done)) socket.close(WsCloseCode.Normal);
@@ -368,6 +371,7 @@ export function serveWebSocketPortForward(opts: WebSocketSessionOptions & { para
   socket.signal.addEventListener("abort", () => {
     for (const f of forwards) {
       f.done = true;
+      f.release?.();
       f.conn?.destroy();
     }
   }, { once: true });
@@ -391,6 +395,12 @@ export function serveWebSocketPortForward(opts: WebSocketSessionOptions & { para
       socket.send(2 * i + 1, Buffer.from(forwardErrorText(f.port, params.podSandboxId, err)));
       finishOne(f);
     };
+    const slot = opts.limiter?.acquire(params.podSandboxId);
+    if (slot && "refused" in slot) {
+      fail(new Error(slot.refused));
+      return;
+    }
+    f.release = slot?.release;
     opts.backend.portForward(params.podSandboxId, f.port).then(
       (conn) => {
         if (f.done) {

@@ -25,6 +25,10 @@ describe("defaults", () => {
       cgroupDriver: "cgroupfs",
       logLevel: "info",
       shutdownGraceSeconds: 30,
+      seccompDefaultProfile: "baseline",
+      portForwardMaxPerPod: 64,
+      portForwardMaxTotal: 1024,
+      streamMaxStreamsPerSession: 256,
       runtimes: {
         "": { runtimeType: "io.containerd.runc.v2", options: {} },
         runc: { runtimeType: "io.containerd.runc.v2", options: {} },

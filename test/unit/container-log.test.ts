@@ -1,7 +1,7 @@
 // ContainerLog end to end on real FIFOs and files: the test plays the shim, writing into
 // the FIFOs, and reads the log file back with the CRI parser.
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { constants, existsSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { constants, existsSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -211,6 +211,16 @@ describe("ContainerLog", () => {
     await expect(ContainerLog.open({ ...c, path: join(blocker, "0.log"), tty: false, logger: silent })).rejects.toThrow(InternalError);
     // Nothing holds the read end: a non-blocking write-only open finds no reader.
     expect(() => openSync(c.stdoutFifo, constants.O_WRONLY | constants.O_NONBLOCK)).toThrow(/ENXIO/);
+  });
+
+  it("does not follow a symlink planted at the log path", async () => {
+    const c = await container();
+    const target = join(root, `target-${seq++}`);
+    writeFileSync(target, "");
+    const link = join(root, `link-${seq++}.log`);
+    symlinkSync(target, link);
+    await expect(ContainerLog.open({ ...c, path: link, tty: false, logger: silent })).rejects.toThrow(FailedPreconditionError);
+    expect(readFileSync(target, "utf8")).toBe("");
   });
 
   it("close() is idempotent, resolves done and closes the FIFOs", async () => {

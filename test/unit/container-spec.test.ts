@@ -512,9 +512,10 @@ describe("buildContainerSpec: seccomp", () => {
     const c = withSc({ seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault }, capabilities: { addCapabilities: ["SYS_ADMIN"] } });
     const spec = buildContainerSpec(input({ config: c, defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps, "x64") }));
     expect(spec.linux.seccomp).toEqual(runtimeDefaultSeccomp([...DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"], "x64"));
-    expect(spec.linux.seccomp!.syscalls!.some((s) => s.names.includes("mount"))).toBe(false);
+    // The allow-list names mount only when CAP_SYS_ADMIN opens it.
+    expect(spec.linux.seccomp!.syscalls!.some((s) => s.names.includes("mount"))).toBe(true);
     const plain = buildContainerSpec(input({ config: withSeccomp({}), defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps, "x64") }));
-    expect(plain.linux.seccomp!.syscalls!.some((s) => s.names.includes("mount"))).toBe(true);
+    expect(plain.linux.seccomp!.syscalls!.some((s) => s.names.includes("mount"))).toBe(false);
   });
 
   it.each([

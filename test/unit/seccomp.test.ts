@@ -2,14 +2,14 @@ import { describe, expect, it } from "vitest";
 import { UnimplementedError } from "../../src/errors/errors.js";
 import { capabilitiesFromMask, capabilitiesUpTo, CAPABILITY_NAMES, normalizeCapability } from "../../src/oci/capabilities.js";
 import { DEFAULT_CAPABILITIES } from "../../src/oci/defaults.js";
-import { runtimeDefaultSeccomp } from "../../src/oci/seccomp.js";
+import { denylistSeccomp as runtimeDefaultSeccomp } from "../../src/oci/seccomp-denylist.js";
 import type { LinuxSeccomp } from "../../src/oci/spec-types.js";
 import { InvalidArgumentError } from "../../src/errors/errors.js";
 
 const refused = (p: LinuxSeccomp, name: string) => (p.syscalls ?? []).filter((s) => s.names.includes(name));
 const refusedOutright = (p: LinuxSeccomp, name: string) => refused(p, name).some((s) => s.args === undefined);
 
-describe("runtimeDefaultSeccomp: shape", () => {
+describe("denylistSeccomp: shape", () => {
   const p = runtimeDefaultSeccomp(DEFAULT_CAPABILITIES, "x64");
 
   it("allows by default, only for the native architecture", () => {
@@ -90,7 +90,7 @@ describe("runtimeDefaultSeccomp: shape", () => {
   });
 });
 
-describe("runtimeDefaultSeccomp: capabilities lift their groups", () => {
+describe("denylistSeccomp: capabilities lift their groups", () => {
   it.each([
     ["CAP_SYS_ADMIN", ["mount", "umount2", "setns", "swapon", "quotactl", "clone3", "bpf", "perf_event_open"], ["clone", "unshare"]],
     ["SYS_ADMIN", ["mount"], ["clone"]],

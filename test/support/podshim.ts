@@ -25,12 +25,20 @@ export interface PodshimOptions {
   waitFor?: "serving" | "listening";
 }
 
+/** How the podshim process ended. */
+export interface PodshimExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 export interface PodshimHandle {
   socket: string;
   dir: string;
   /** The containerd namespace this instance keeps its objects in. */
   namespace: string;
   process: ChildProcess;
+  /** Settles when the process has ended, with its code or signal. */
+  exit: Promise<PodshimExit>;
   /** Everything podshim printed (JSON log lines). */
   output(): string;
   cri: CriClient;
@@ -87,12 +95,13 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const exit = new Promise<PodshimExit>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const exited = exit.then((e) => e.code);
 
   const deadline = Date.now() + 15_000;
   const startedLine = opts.waitFor === "listening" ? "podshim is listening" : "podshim is serving CRI";
   while (!out.includes(startedLine)) {
-    if (child.exitCode !== null) throw new Error(`podshim exited with ${child.exitCode} during start-up:\n${out}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`podshim exited with ${child.exitCode ?? child.signalCode} during start-up:\n${out}`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`podshim did not start within 15 s:\n${out}`);
@@ -105,6 +114,7 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
     dir,
     namespace: namespaceFor(dir),
     process: child,
+    exit,
     output: () => out,
     cri,
     async stop(signal = "SIGTERM") {

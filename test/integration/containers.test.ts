@@ -180,7 +180,8 @@ describe("containers in a pod", () => {
       mounts: [{ container_path: "/data", host_path: vol, readonly: true }],
     });
     const log = await logOf(reader);
-    await waitFor("the reader to read the file", () => logText(log).includes("refused"));
+    // stdout and stderr are pumped separately: "refused" on stdout says nothing about stderr.
+    await waitFor("the reader to read the file", () => logText(log, "stdout").includes("refused") && logText(log, "stderr").includes("Read-only file system"));
     expect(logText(log, "stdout")).toBe("shared-data\nrefused\n");
     expect(logText(log, "stderr")).toContain("Read-only file system");
     expect(readFileSync(join(vol, "file"), "utf8")).toBe("shared-data\n");

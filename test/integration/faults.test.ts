@@ -169,7 +169,7 @@ describe("kill -9 at a random moment of a 20-pod burst", () => {
   it.each([1, 2, 3])("seed %i: what is listed after restart is removable, and nothing is left", async (seed) => {
     const random = seeded(seed);
     // The burst takes a few seconds on 2 cores; the kill lands anywhere in its first part.
-    const delayMs = Math.round(100 + random() * 2500);
+    const delayMs = Math.round(200 + random() * 4000);
     const p = await start();
     const configs = Array.from({ length: 20 }, (_, i) => podConfig(`burst-${seed}-${i}`, { "podshim.test/burst": String(seed) }));
     const killer = new Promise<void>((resolve) => setTimeout(() => {

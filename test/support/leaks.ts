@@ -4,7 +4,7 @@
 // network, the pod ids it is known to have made), never to other tests running meanwhile.
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { listProcesses, mountsUnder, run, sleep } from "../bed/proc.js";
+import { descendants, listProcesses, mountsUnder, run, sleep } from "../bed/proc.js";
 import { argAfter } from "../bed/containerd.js";
 
 export const LEAK_KINDS = [
@@ -106,7 +106,8 @@ export class Inventory {
       // Only active snapshots belong to containers; committed ones are image layers.
       ctrList(t, ["snapshots", "ls"]).then((lines) => lines.slice(1).filter((l) => /\bActive$/.test(l)).map((l) => l.split(/\s+/)[0]!)),
       ctrList(t, ["leases", "ls", "-q"]),
-      listProcesses().then((ps) => ps.filter((p) => p.argv[0]?.includes("containerd-shim") && argAfter(p.argv, "-namespace") === t.namespace).map((p) => `${p.pid} ${argAfter(p.argv, "-id") ?? ""}`)),
+      listProcesses().then((ps) => ps.filter((p) => p.argv[0]?.includes("containerd-shim") && argAfter(p.argv, "-namespace") === t.namespace)
+        .map((p) => `pid ${p.pid} id ${argAfter(p.argv, "-id") ?? "?"} with ${descendants(ps, [p.pid]).length - 1} processes below`)),
     ]);
     const files = async (...parts: string[]) => (await entries(join(t.dir, ...parts))).map((e) => join(...parts, e));
     return {

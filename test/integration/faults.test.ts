@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { CRASH_STEPS } from "../../src/util/crash-point.js";
 import { startPodshim, type PodshimExit, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
-import { Inventory, leakTable, nonEmpty, waitClean, type Leftovers } from "../support/leaks.js";
+import { added, Inventory, leakTable, nonEmpty, waitClean, type Leftovers } from "../support/leaks.js";
 
 const bed = inject("bed");
 const base = mkdtempSync(join(bed.tmpDir, "faults-"));
@@ -112,6 +112,8 @@ async function removeAllListed(p: PodshimHandle, podFilter: (s: any) => boolean 
 
 describe("a crash at each step", () => {
   it.each(CRASH_STEPS.map((s, i) => [s, i] as const))("%s: after restart the pod is absent or removable, and nothing is left", async (step, i) => {
+    // What earlier cases left (reported there) is not this case's leftover.
+    const before = await inv.take();
     const p = await start({ PODSHIM_CRASH_AT: step });
     const config = podConfig(`crash-${i}`);
     const got = await chain(p, config);
@@ -142,11 +144,11 @@ describe("a crash at each step", () => {
       for (const s of listed) expect(["SANDBOX_READY", "SANDBOX_NOTREADY"]).toContain(s.state);
       await removeAllListed(q, (s) => s.metadata.uid === config.metadata.uid);
       expect((await q.cri.runtime("ListPodSandbox", {})).items.filter((s: any) => s.metadata.uid === config.metadata.uid)).toEqual([]);
-      left = await waitClean(inv);
+      left = await waitClean(inv, 20_000, before);
       expect(nonEmpty(left), `left after a crash at ${step}`).toEqual({});
       expect(crashed, `podshim was not killed at ${step} (the chain ended with ${got.started ? "a started container" : JSON.stringify(got.error)})`).toBe(true);
     } finally {
-      matrix.push({ label: step, note, left: left ?? (await inv.take()) });
+      matrix.push({ label: step, note, left: left ?? added(await inv.take(), before) });
       await q.stop();
       q.cri.close();
     }
@@ -170,6 +172,7 @@ describe("kill -9 at a random moment of a 20-pod burst", () => {
   let burstMs = 0;
 
   it("baseline: a burst without a kill completes, and leaves nothing once removed", async () => {
+    const before = await inv.take();
     const p = await start();
     const configs = Array.from({ length: 20 }, (_, i) => podConfig(`burst-0-${i}`, { "podshim.test/burst": "0" }));
     const t0 = performance.now();
@@ -180,10 +183,10 @@ describe("kill -9 at a random moment of a 20-pod burst", () => {
     try {
       expect(results.filter((r) => !r.started).map((r) => r.error)).toEqual([]);
       await removeAllListed(p, (s) => s.labels?.["podshim.test/burst"] === "0");
-      left = await waitClean(inv);
+      left = await waitClean(inv, 20_000, before);
       expect(nonEmpty(left)).toEqual({});
     } finally {
-      bursts.push({ label: "no kill", note: `burst took ${burstMs} ms: ${results.filter((r) => r.started).length}/20 complete`, left: left ?? (await inv.take()) });
+      bursts.push({ label: "no kill", note: `burst took ${burstMs} ms: ${results.filter((r) => r.started).length}/20 complete`, left: left ?? added(await inv.take(), before) });
       await p.stop();
       p.cri.close();
     }
@@ -193,6 +196,7 @@ describe("kill -9 at a random moment of a 20-pod burst", () => {
   it.each([8, 10, 3])("seed %i: what is listed after restart is removable, and nothing is left", async (seed) => {
     const random = seeded(seed);
     const delayMs = Math.round(random() * (burstMs || 8000));
+    const before = await inv.take();
     const p = await start();
     const configs = Array.from({ length: 20 }, (_, i) => podConfig(`burst-${seed}-${i}`, { "podshim.test/burst": String(seed) }));
     const killer = new Promise<void>((resolve) => setTimeout(() => {
@@ -219,12 +223,28 @@ describe("kill -9 at a random moment of a 20-pod burst", () => {
       expect(new Set(uids).size, "one pod per identity").toBe(uids.length);
       await removeAllListed(q, ours);
       expect((await q.cri.runtime("ListPodSandbox", {})).items.filter(ours)).toEqual([]);
-      left = await waitClean(inv);
+      left = await waitClean(inv, 20_000, before);
       expect(nonEmpty(left), `left after kill -9 at ${delayMs} ms (seed ${seed})`).toEqual({});
     } finally {
-      bursts.push({ label: `seed ${seed}`, note: `kill at ${delayMs} ms: ${completed}/20 complete, ${listed.length} listed`, left: left ?? (await inv.take()) });
+      bursts.push({ label: `seed ${seed}`, note: `kill at ${delayMs} ms: ${completed}/20 complete, ${listed.length} listed`, left: left ?? added(await inv.take(), before) });
       await q.stop();
       q.cri.close();
     }
   }, 240_000);
+});
+
+describe("after every case", () => {
+  it("one more restart leaves nothing of any case behind", async () => {
+    const p = await start();
+    let left: Leftovers | undefined;
+    try {
+      await removeAllListed(p);
+      left = await waitClean(inv);
+      expect(nonEmpty(left), "left on the node after the last restart's sweep").toEqual({});
+    } finally {
+      bursts.push({ label: "last restart", note: "everything the cases left", left: left ?? (await inv.take()) });
+      await p.stop();
+      p.cri.close();
+    }
+  });
 });

@@ -143,12 +143,19 @@ export function nonEmpty(l: Leftovers): Partial<Leftovers> {
   return Object.fromEntries(LEAK_KINDS.filter((k) => l[k].length > 0).map((k) => [k, l[k]]));
 }
 
+/** What is in `now` and was not in `before`. */
+export function added(now: Leftovers, before: Leftovers): Leftovers {
+  return Object.fromEntries(LEAK_KINDS.map((k) => [k, now[k].filter((x) => !before[k].includes(x))])) as Leftovers;
+}
+
 /** Polls until nothing is left (a sweep or a lingering CNI plugin may still be at work), or
- * the timeout passes; returns the last inventory either way. */
-export async function waitClean(inv: Inventory, timeoutMs = 20_000): Promise<Leftovers> {
+ * the timeout passes; returns the last inventory either way. With `since`, only what is not
+ * in it counts, so a case that shares an instance dir reports what it left, not an earlier one. */
+export async function waitClean(inv: Inventory, timeoutMs = 20_000, since?: Leftovers): Promise<Leftovers> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const left = await inv.take();
+    const now = await inv.take();
+    const left = since ? added(now, since) : now;
     if (Object.keys(nonEmpty(left)).length === 0 || Date.now() > deadline) return left;
     await sleep(250);
   }

@@ -12,14 +12,14 @@ const args = new Set(process.argv.slice(2));
 // Layers, top to bottom: a folder may import folders in its own layer's list or below it.
 // Entry points and the composition root sit on top; gen/ and the leaf utilities at the bottom.
 const LAYERS = [
-  ["main.ts", "app.ts"],
+  ["main.ts", "app.ts", "cli"],
   ["server"],
   ["cri"],
-  ["pod", "recovery"],
+  ["pod", "recovery", "doctor"],
   ["sandbox", "container", "image", "stats"],
   ["streaming", "network", "registry", "logs", "events"],
   ["containerd", "oci"],
-  ["config", "log", "errors", "util", "version.ts", "gen"],
+  ["config", "log", "errors", "util", "version.ts", "gen", "metrics", "node"],
 ];
 const layerOf = new Map(LAYERS.flatMap((names, i) => names.map((n) => [n, i])));
 

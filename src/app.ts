@@ -35,7 +35,11 @@ import { sleep, withTimeout } from "./util/timeout.js";
 import { UnavailableError } from "./errors/errors.js";
 import { acceptPreEncoded } from "./server/pre-encoded.js";
 import { CriServer } from "./server/grpc-server.js";
-import { RUNTIME_VERSION } from "./version.js";
+import { RUNTIME_COMMIT, RUNTIME_VERSION } from "./version.js";
+import { HealthServer } from "./server/health.js";
+import { MetricsServer } from "./metrics/server.js";
+import { countSweptOrphan, enableProcessMetrics, observeRecovery, observeRpc, setStateSource } from "./metrics/metrics.js";
+import { containerdMetricsInterceptor } from "./metrics/containerd-interceptor.js";
 
 /** Events that may wait for recovery to finish; past this they are dropped and every record
  * is re-read from containerd instead. */
@@ -79,12 +83,14 @@ export class App {
   private pendingOverflowed = false;
   private readonly registry: RegistryClient;
   private readonly server: CriServer;
+  private readonly healthService: HealthServer;
+  private readonly metrics: MetricsServer | undefined;
 
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
   ) {
-    this.containerd = new ContainerdClient({ socket: config.containerd, namespace: config.namespace, logger: logger.child({ part: "containerd" }) });
+    this.containerd = new ContainerdClient({ socket: config.containerd, namespace: config.namespace, logger: logger.child({ part: "containerd" }), interceptors: [containerdMetricsInterceptor] });
     this.health = new ContainerdHealth(this.containerd, logger.child({ part: "containerd" }));
     this.network = new NetworkService({ cniConfDir: config.cniConfDir, cniBinDirs: config.cniBinDirs, stateDir: config.state, rootDir: config.root, logger: logger.child({ part: "network" }) });
     this.server = new CriServer(config.listen, logger);
@@ -133,18 +139,39 @@ export class App {
     const deps: CriDeps = {
       config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers,
       pods: this.pods, recovery: () => this.recovery, streaming: this.streaming, stats: this.stats, events,
+      runtime: { streamingUrl: () => this.streaming.baseUrl },
     };
-    const boundary = { logger: logger.child({ part: "cri" }), isReady: () => this.ready, alwaysServed: new Set(["Version", "Status"]), inFlight: this.inFlight };
+    const boundary = {
+      logger: logger.child({ part: "cri" }), isReady: () => this.ready, alwaysServed: new Set(["Version", "Status"]), inFlight: this.inFlight,
+      observe: (rpc: string, code: string, seconds: number) => observeRpc(rpc.slice(0, rpc.indexOf("/")), rpc.slice(rpc.indexOf("/") + 1), code, seconds),
+    };
     // Handlers may answer pre-encoded bytes (the list calls reuse each item's encoding).
     const runtimeService = acceptPreEncoded(RuntimeServiceService);
     const imageService = acceptPreEncoded(ImageServiceService);
     this.server.add({ definition: runtimeService, implementation: implementService(runtimeService, runtimeServiceHandlers(deps), { ...boundary, service: "RuntimeService" }) });
     this.server.add({ definition: imageService, implementation: implementService(imageService, imageServiceHandlers(deps), { ...boundary, service: "ImageService" }) });
+    this.healthService = new HealthServer(() => this.serving());
+    this.server.add(this.healthService.binding());
+    setStateSource({
+      sandboxStates: () => this.sandboxes.list().map((s) => s.state),
+      containerStates: () => this.containers.list().map((c) => c.status.state),
+      eventSubscribers: () => events.subscriberCount,
+    });
+    if (config.metricsAddress) {
+      enableProcessMetrics({ version: RUNTIME_VERSION, commit: RUNTIME_COMMIT });
+      this.metrics = new MetricsServer({ ...config.metricsAddress, logger: logger.child({ part: "metrics" }), ready: () => this.serving() });
+    }
+  }
+
+  /** SERVING for gRPC health and /readyz: state recovered, and containerd answers now. */
+  async serving(): Promise<boolean> {
+    return this.ready && (await this.health.check()).ready;
   }
 
   async start(): Promise<void> {
     // Refuse before touching anything when another instance serves the socket.
     await this.server.checkSocket();
+    await this.metrics?.start();
     await mkdir(this.config.root, { recursive: true, mode: 0o711 });
     await mkdir(this.config.state, { recursive: true, mode: 0o711 });
     await this.network.start();
@@ -171,9 +198,10 @@ export class App {
       try {
         await this.loadState();
         const ms = Math.round(performance.now() - started);
+        observeRecovery(ms / 1000);
         this.recovery = { ready: true, message: "" };
         this.ready = true;
-        this.logger.info({ endpoint: `unix://${this.config.listen}`, streaming: this.streaming.baseUrl, version: RUNTIME_VERSION, containerd: this.config.containerd, namespace: this.config.namespace, recoveryMs: ms, attempts: attempt }, "podshim is serving CRI");
+        this.logger.info({ endpoint: `unix://${this.config.listen}`, streaming: this.streaming.baseUrl, version: RUNTIME_VERSION, commit: RUNTIME_COMMIT, containerd: this.config.containerd, namespace: this.config.namespace, recoveryMs: ms, attempts: attempt }, "podshim is serving CRI");
         // The pause image is needed by the first pod; fetch it now, without holding up start-up.
         this.images.ensurePauseImage().then(
           (img) => this.logger.info({ pauseImage: this.config.pauseImage, id: img.id }, "pause image ready"),
@@ -225,6 +253,7 @@ export class App {
       containers: this.containers, network: this.network, logger: this.logger.child({ part: "sweep" }),
     });
     if (Object.keys(swept).length > 0) this.logger.info({ reclaimed: swept }, "swept what no record explains");
+    for (const [kind, n] of Object.entries(swept)) countSweptOrphan(kind, n);
     const pending = this.pendingEvents;
     this.pendingEvents = undefined;
     for (const ev of pending) this.dispatch(ev);
@@ -237,6 +266,7 @@ export class App {
     const graceMs = this.config.shutdownGraceSeconds * 1000;
     this.logger.info({ inFlight: this.inFlight.size, graceMs }, "shutting down: refusing new calls, letting in-flight ones finish");
     this.lifecycle.close();
+    this.healthService.close();
     const clean = await this.server.stop(graceMs);
     if (!clean || this.inFlight.size > 0) {
       // Calls still running are cut off at their next step and run their undo steps.
@@ -253,6 +283,7 @@ export class App {
     this.network.close();
     this.registry.close();
     this.containerd.close();
+    await this.metrics?.stop();
     this.logger.info("stopped");
   }
 }

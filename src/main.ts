@@ -3,8 +3,10 @@ import { App } from "./app.js";
 import { loadConfig, parseCommandLine, usage } from "./config/load.js";
 import { ConfigError } from "./config/options.js";
 import { createLogger } from "./log/logger.js";
-import { RUNTIME_NAME, RUNTIME_VERSION } from "./version.js";
+import { RUNTIME_COMMIT, RUNTIME_NAME, RUNTIME_VERSION } from "./version.js";
 import { messageOf } from "./errors/errors.js";
+import { cgroupDriverProblem } from "./config/runtimes.js";
+import { runSubcommand } from "./cli/subcommands.js";
 
 // Every file write (container logs above all) takes a libuv pool thread for its duration, and
 // Node's default pool has 4: a few containers logging to a slow disk would stall every other
@@ -13,18 +15,25 @@ import { messageOf } from "./errors/errors.js";
 process.env.UV_THREADPOOL_SIZE ??= "32";
 
 async function main(argv: string[]): Promise<number> {
+  // `podshim config ...` and `podshim doctor` run and exit; they never start the daemon.
+  const sub = await runSubcommand(argv);
+  if (sub !== undefined) return sub;
   let config;
+  let cmd;
   try {
-    const cmd = parseCommandLine(argv);
+    cmd = parseCommandLine(argv);
     if (cmd.help) {
       process.stdout.write(usage());
       return 0;
     }
     if (cmd.version) {
-      process.stdout.write(`${RUNTIME_NAME} ${RUNTIME_VERSION}\n`);
+      process.stdout.write(`${RUNTIME_NAME} ${RUNTIME_VERSION}\ncommit: ${RUNTIME_COMMIT}\nnode: ${process.version}\n`);
       return 0;
     }
     config = await loadConfig(cmd);
+    // runc would put pods' cgroups where the kubelet does not look: refuse rather than half-work.
+    const driver = cgroupDriverProblem(config.cgroupDriver, config.runtimes);
+    if (driver) throw new ConfigError(`${driver.problem}: ${driver.fix}`);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`podshim: ${err.message}\n`);
@@ -63,6 +72,13 @@ async function main(argv: string[]): Promise<number> {
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    // SIGHUP re-reads the config file (and flags) for the log level; other settings need a restart.
+    process.on("SIGHUP", () => {
+      loadConfig(cmd).then((next) => {
+        if (next.logLevel !== logger.level) logger.info({ from: logger.level, to: next.logLevel }, "SIGHUP: log level changed");
+        logger.level = next.logLevel;
+      }, (err: unknown) => logger.warn({ err: messageOf(err) }, "SIGHUP: config not re-read; log level unchanged"));
+    });
   });
 }
 

@@ -117,7 +117,12 @@ export function usage(): string {
     `  --config FILE                     TOML config file (default ${DEFAULT_CONFIG_FILE}, read if present)`,
     ...rows,
     "  -h, --help                        print this help",
-    "  -v, --version                     print the version",
+    "  -v, --version                     print the version, the git commit and the Node version",
+    "",
+    "Commands (they take the same flags and exit):",
+    "  podshim config default            print every setting with its default, as TOML",
+    "  podshim config dump [flags]       print the effective config (file, then flags), as TOML",
+    "  podshim doctor [flags]            check the node; one line per check; exit 1 when one fails",
     "",
   ].join("\n");
 }

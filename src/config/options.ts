@@ -30,6 +30,8 @@ export interface Config {
   portForwardMaxPerPod: number;
   portForwardMaxTotal: number;
   streamMaxStreamsPerSession: number;
+  /** Prometheus /metrics, /healthz and /readyz; undefined = off (the default). */
+  metricsAddress: { host: string; port: number } | undefined;
   /** RuntimeClass handlers by name; "" is the default. TOML only ([runtimes.<name>]). */
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
@@ -155,6 +157,12 @@ export function parseHostPort(raw: unknown, source: string): { host: string; por
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** HOST:PORT, or "" for off. */
+function optionalHostPort(raw: unknown, source: string): { host: string; port: number } | undefined {
+  if (raw === "") return undefined;
+  return parseHostPort(raw, source);
+}
+
 function spec<K extends keyof Config>(s: OptionSpec<K>): OptionSpec<K> {
   return s;
 }
@@ -201,6 +209,8 @@ export const OPTIONS = [
     parse: positiveInt(1_000_000), defaultText: "1024", help: "concurrent port-forward connections allowed on the node" }),
   spec({ key: "streamMaxStreamsPerSession", flag: "stream-max-streams-per-session", toml: "stream_max_streams_per_session", kind: "string", metavar: "N",
     parse: positiveInt(100_000), defaultText: "256", help: "streams one SPDY session may open (exec, attach, port-forward)" }),
+  spec({ key: "metricsAddress", flag: "metrics-address", toml: "metrics_address", kind: "string", metavar: "HOST:PORT", parse: optionalHostPort,
+    defaultText: "", help: "serve Prometheus /metrics, /healthz and /readyz over HTTP here, e.g. 127.0.0.1:10257; off when empty" }),
 ] as const satisfies readonly OptionSpec[];
 
 export function defaultConfig(): Config {

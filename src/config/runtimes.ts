@@ -57,5 +57,30 @@ export function parseRuntimes(raw: unknown, file: string): Record<string, Runtim
     }
     out[name] = handler;
   }
+  // The empty handler is the default runtime, runc, as in containerd: [runtimes.runc] sets both.
+  if (out.runc && Object.hasOwn(raw, "runc")) out[""] = out.runc;
   return out;
+}
+
+/**
+ * Handlers whose runc SystemdCgroup disagrees with the cgroup driver: runc would put the
+ * pod's cgroups where the kubelet does not look. Other shims' options are not runc's.
+ */
+export function cgroupDriverMismatches(driver: "cgroupfs" | "systemd", runtimes: Record<string, RuntimeHandlerConfig>): string[] {
+  const wantSystemd = driver === "systemd";
+  return Object.entries(runtimes)
+    .filter(([, h]) => h.runtimeType === DEFAULT_RUNTIME_TYPE && (h.options.systemdCgroup ?? false) !== wantSystemd)
+    .map(([name]) => name);
+}
+
+/** What is wrong and how to fix it, when the driver and the handlers disagree. */
+export function cgroupDriverProblem(driver: "cgroupfs" | "systemd", runtimes: Record<string, RuntimeHandlerConfig>): { problem: string; fix: string } | undefined {
+  const bad = cgroupDriverMismatches(driver, runtimes);
+  if (bad.length === 0) return undefined;
+  const names = bad.map((n) => (n === "" ? "the default handler" : `runtimes.${n}`)).join(", ");
+  const want = driver === "systemd";
+  return {
+    problem: `--cgroup-driver is ${driver} but SystemdCgroup is ${want ? "not true" : "true"} for ${names}`,
+    fix: `set SystemdCgroup = ${want} in [runtimes.runc.options] (and in each other runc handler's options), or use --cgroup-driver ${want ? "cgroupfs" : "systemd"}`,
+  };
 }

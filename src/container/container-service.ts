@@ -31,6 +31,7 @@ import { crashPoint, type CrashStep } from "../util/crash-point.js";
 import { retryTransient } from "../util/retry.js";
 import { nowUnixNanos } from "../util/clock.js";
 import { CONTAINER_RECORD_EXTENSION, encodeContainerMetadata } from "./container-record.js";
+import { observeSteps } from "../metrics/metrics.js";
 import {
   containerNameKey,
   ContainerState,
@@ -140,6 +141,7 @@ export class ContainerService {
    */
   async stop(): Promise<void> {
     await this.io.closeAll();
+    await this.fifos.close();
   }
 
   // ---------------------------------------------------------------- events
@@ -287,6 +289,7 @@ export class ContainerService {
         cleanup.dismiss();
         this.opts.events?.publish(id, sandbox.id, LifecycleEvent.Created);
         log.info({ ms: steps.ms }, "container created");
+        observeSteps("create_container", steps.ms);
         return rec;
       } catch (err) {
         const left = await cleanup.unwind();
@@ -438,6 +441,7 @@ export class ContainerService {
         this.persistStatus(rec).then(() => crashPoint("start.running"), (err) => log.warn({ err: messageOf(err) }, "cannot checkpoint the container's start"));
         this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Started);
         log.info({ pid, ms: steps.ms }, "container started");
+        observeSteps("start_container", steps.ms);
       } catch (err) {
         await cleanup.unwind();
         const now = nowUnixNanos();

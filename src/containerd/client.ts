@@ -1,6 +1,6 @@
 import {
   Client, Metadata, credentials, status as Status,
-  type CallOptions as GrpcCallOptions, type ClientReadableStream, type ClientDuplexStream, type ServiceError,
+  type CallOptions as GrpcCallOptions, type Interceptor, type ClientReadableStream, type ClientDuplexStream, type ServiceError,
 } from "@grpc/grpc-js";
 import type { Logger } from "../log/logger.js";
 import { fromContainerdError } from "./errors.js";
@@ -29,6 +29,8 @@ export interface ContainerdClientOptions {
   logger: Logger;
   /** Deadline of calls that give none; containerd calls are local and should be quick. */
   defaultTimeoutMs?: number;
+  /** grpc-js client interceptors (metrics) run on every call. */
+  interceptors?: Interceptor[];
 }
 
 // containerd's gRPC server reads the namespace of every call from this header, and the
@@ -61,6 +63,7 @@ export class ContainerdClient {
       // Containers.List carries whole OCI specs; a busy node passes the 4 MiB default.
       "grpc.max_receive_message_length": 256 * 1024 * 1024,
       "grpc.max_send_message_length": 256 * 1024 * 1024,
+      ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
     });
   }
 

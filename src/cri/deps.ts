@@ -25,6 +25,12 @@ export interface StreamingUrls {
   exposure?(): object;
 }
 
+/** What Status verbose reports about podshim itself besides its services. */
+export interface RuntimeFacts {
+  /** The streaming server's bound base URL ("" before it listens). */
+  streamingUrl(): string;
+}
+
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */
 export interface CriDeps {
   config: Config;
@@ -38,4 +44,5 @@ export interface CriDeps {
   streaming: StreamingUrls;
   stats: StatsApi;
   events: ContainerEventHub;
+  runtime?: RuntimeFacts;
 }

@@ -9,6 +9,8 @@ import { nodeAppArmor, type AppArmorState } from "../oci/apparmor.js";
 function apparmorInfo(a: AppArmorState): object {
   return { enabled: a.enabled, runtimeDefault: a.defaultProfile ?? "unconfined", message: a.message };
 }
+import { nodeFacts } from "../node/facts.js";
+import { RUNTIME_COMMIT, RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
 
 export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
   return async (req) => {
@@ -25,7 +27,10 @@ export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
         : { ...cni, error: network.message });
       info.config = JSON.stringify(deps.config);
       info.security = JSON.stringify({ seccompRuntimeDefault: deps.config.seccompDefaultProfile, apparmor: apparmorInfo(apparmor) });
-      if (deps.streaming.exposure) info.streaming = JSON.stringify(deps.streaming.exposure());
+      info.streaming = JSON.stringify({ url: deps.runtime?.streamingUrl() ?? "", ...(deps.streaming.exposure ? deps.streaming.exposure() : {}) });
+      info.cniConfig = JSON.stringify(network.ok ? network.network.raw : null);
+      info.node = JSON.stringify(await nodeFacts());
+      info.version = JSON.stringify({ name: RUNTIME_NAME, version: RUNTIME_VERSION, commit: RUNTIME_COMMIT, node: process.version });
     }
     const recovery = deps.recovery();
     if (req.verbose) info.recovery = JSON.stringify(recovery);

@@ -5,6 +5,7 @@
 // does after a broken stream.
 import { ResourceExhaustedError } from "../errors/errors.js";
 import { nowUnixNanos } from "../util/clock.js";
+import { countEventsDropped } from "../metrics/metrics.js";
 
 export const LifecycleEvent = { Created: "created", Started: "started", Stopped: "stopped", Deleted: "deleted" } as const;
 export type LifecycleEvent = (typeof LifecycleEvent)[keyof typeof LifecycleEvent];
@@ -42,9 +43,13 @@ export class ContainerEventHub {
     if (this.subscribers.size === 0) return;
     const event: ContainerEvent = { containerId, sandboxId, type, createdAt: nowUnixNanos() };
     for (const sub of this.subscribers) {
-      if (sub.failed) continue;
+      if (sub.failed) {
+        countEventsDropped(1);
+        continue;
+      }
       if (sub.queue.length >= MAX_PENDING_EVENTS) {
         sub.failed = new ResourceExhaustedError(`the event stream fell ${MAX_PENDING_EVENTS} events behind and was closed; subscribe again and relist`);
+        countEventsDropped(sub.queue.length + 1);
         sub.queue.length = 0;
       } else sub.queue.push(event);
       sub.wake?.();

@@ -14,6 +14,7 @@ import { hostPlatform, type Descriptor, type Platform } from "./types.js";
 import { unpackLayers } from "./unpack.js";
 import { deferred } from "../util/deferred.js";
 import type { BuiltinImage } from "./builtin-pause.js";
+import { countPullBytes, observePull } from "../metrics/metrics.js";
 
 /** What a pull leaves in containerd: content and snapshots, ready for image records. */
 export interface PulledImage {
@@ -71,7 +72,7 @@ export class Puller {
     const name = refString(ref);
     const log = logger.child({ image: name });
     const started = Date.now();
-    return withLease(client, log, "pull", LEASE_EXPIRY_MS, async (lease) => {
+    const pulled = withLease(client, log, "pull", LEASE_EXPIRY_MS, async (lease) => {
       const call = { lease, ...(signal ? { signal } : {}) };
       const { descriptor: target, source } = await this.opts.registry.resolve(ref, creds, signal);
       const host = source.host.url.host;
@@ -106,7 +107,10 @@ export class Puller {
         // Layers download a few at a time while they are unpacked in order behind them, the way
         // containerd's own client overlaps the network and the disk.
         const downloads = this.eachLimited(manifest.layers, stop, async (layer, i) => {
-          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, stop.signal, (n) => (progress.bytes += n));
+          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, stop.signal, (n) => {
+            progress.bytes += n;
+            countPullBytes(n);
+          });
           progress.layers++;
           if (sent > 0) log.debug({ layer: layer.digest, bytes: sent }, "layer downloaded");
         });
@@ -135,6 +139,8 @@ export class Puller {
       log.info({ ms: Date.now() - started, bytes: progress.bytes, layers: manifest.layers.length, id: manifest.config.digest }, "pulled");
       return result;
     });
+    pulled.then(() => observePull((Date.now() - started) / 1000, true), () => observePull((Date.now() - started) / 1000, false));
+    return pulled;
   }
 
   /**

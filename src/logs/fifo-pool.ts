@@ -19,6 +19,7 @@ export class FifoPool {
   private spare: string[] = [];
   private refilling: Promise<void> | undefined;
   private seq = 0;
+  private closed = false;
 
   constructor(
     private readonly dir: string,
@@ -27,6 +28,7 @@ export class FifoPool {
 
   /** Starts afresh: spares of an earlier run are of unknown state and go. */
   async start(): Promise<void> {
+    this.closed = false;
     await rm(this.dir, { recursive: true, force: true });
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     this.refill();
@@ -51,6 +53,7 @@ export class FifoPool {
   }
 
   private refill(): void {
+    if (this.closed) return;
     this.refilling ??= (async () => {
       const batch = Array.from({ length: BATCH }, () => join(this.dir, `f${this.seq++}`));
       try {
@@ -62,6 +65,12 @@ export class FifoPool {
         this.refilling = undefined;
       }
     })();
+  }
+
+  /** Stops refilling and waits for a batch under way, so nothing writes into the dir after. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.refilling;
   }
 
   /** How many spares there are (tests, metrics). */

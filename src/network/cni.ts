@@ -8,6 +8,7 @@ import type { CniBandwidth } from "./bandwidth.js";
 import { findPlugin, type CniNetwork } from "./cni-config.js";
 import { runProgram, withSbinPath } from "../util/exec.js";
 import { netnsExists } from "./netns.js";
+import { observeCniExec } from "../metrics/metrics.js";
 
 export interface CniPortMapping {
   hostPort: number;
@@ -213,7 +214,11 @@ export class CniRuntime {
       timeoutMs: this.timeoutMs,
       what: `CNI plugin ${plugin.type} (${command})`,
       ...(opts.signal ? { signal: opts.signal } : {}),
+    }).catch((err: unknown) => {
+      observeCniExec(plugin.type, command, (Date.now() - started) / 1000, false);
+      throw err;
     });
+    observeCniExec(plugin.type, command, (Date.now() - started) / 1000, res.code === 0);
     this.opts.logger?.debug(
       { plugin: plugin.type, command, network: net.name, containerId: rt.containerId, ms: Date.now() - started, code: res.code },
       "CNI plugin ran",

@@ -29,6 +29,7 @@ import { crashPoint, type CrashStep } from "../util/crash-point.js";
 import { retryTransient } from "../util/retry.js";
 import { writeJsonAtomic } from "../util/atomic-file.js";
 import { nowUnixNanos } from "../util/clock.js";
+import { timeStep } from "../metrics/metrics.js";
 
 // Labels and the extension podshim puts on a sandbox's containerd container: the kind (so
 // recovery finds sandboxes), the pod identity for people using ctr, and the record itself.
@@ -283,7 +284,7 @@ export class SandboxService {
 
     let netnsPath = "";
     if (!hostNetwork) {
-      netnsPath = await this.a.netns.create(netnsName);
+      netnsPath = await timeStep("run_pod_sandbox", "netns", () => this.a.netns.create(netnsName));
       cleanup.push("delete netns", () => this.a.netns.delete(netnsPath));
       this.step("sandbox.netns-pinned");
     }
@@ -319,7 +320,7 @@ export class SandboxService {
       if (hostNetwork) return { ips: [] as string[] };
       cleanup.push("CNI DEL", () => this.a.network.tearDownPod(id, netnsPath));
       const m = config.metadata!;
-      const res = await this.a.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations });
+      const res = await timeStep("run_pod_sandbox", "cni_add", () => this.a.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations }));
       this.step("sandbox.cni-added");
       return res;
     })();
@@ -345,9 +346,9 @@ export class SandboxService {
       this.store.add(rec);
       cleanup.push("unindex", async () => this.store.delete(id));
       cleanup.push("delete task", () => this.tasks.killAndDelete(id, STOP_WAIT_MS));
-      await this.tasks.create(id, mounts);
+      await timeStep("run_pod_sandbox", "pause_create", () => this.tasks.create(id, mounts));
       this.step("sandbox.task-created");
-      const pid = await this.tasks.start(id);
+      const pid = await timeStep("run_pod_sandbox", "pause_start", () => this.tasks.start(id));
       this.step("sandbox.task-started");
       return pid;
     })();

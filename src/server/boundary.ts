@@ -31,6 +31,8 @@ export interface BoundaryOptions {
   alwaysServed?: ReadonlySet<string>;
   /** Every handler run is added while it runs, so shutdown can wait for their undo steps. */
   inFlight?: InFlightCalls;
+  /** Told of every answered call (metrics): "RuntimeService/Version", the code's name, seconds. */
+  observe?: (rpc: string, code: string, seconds: number) => void;
 }
 
 /** The handler runs still going: shutdown waits for them after the transport stops. */
@@ -99,6 +101,7 @@ function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnary
   const refused = refusal(rpc, handler, opts);
   if (refused) {
     opts.logger.debug({ rpc, code: codeName(refused.code) }, refused.details);
+    opts.observe?.(rpc, codeName(refused.code), 0);
     callback(refused);
     return;
   }
@@ -109,11 +112,13 @@ function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnary
   run.then(
     (response) => {
       logDone(log, rpc, started);
+      opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
       callback(null, response);
     },
     (err: unknown) => {
       const status = toGrpcStatus(err);
       logFailed(log, rpc, started, status.code, err);
+      opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);
       callback(status);
     },
   );
@@ -122,6 +127,7 @@ function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnary
 function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, handler: StreamRpc | undefined, opts: BoundaryOptions) {
   const refused = refusal(rpc, handler, opts);
   if (refused) {
+    opts.observe?.(rpc, codeName(refused.code), 0);
     call.emit("error", refused);
     return;
   }
@@ -151,11 +157,13 @@ function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, 
   run.then(
     () => {
       logDone(log, rpc, started);
+      opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
       call.end();
     },
     (err: unknown) => {
       const status = toGrpcStatus(err);
       logFailed(log, rpc, started, status.code, err);
+      opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);
       call.emit("error", status);
     },
   );

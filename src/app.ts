@@ -251,6 +251,7 @@ export class App {
     const swept = await sweepOrphans({
       client: this.containerd, records: this.records, snapshots: this.snapshots, sandboxes: this.sandboxes,
       containers: this.containers, network: this.network, logger: this.logger.child({ part: "sweep" }),
+      dirs: [this.config.root, this.config.state],
     });
     if (Object.keys(swept).length > 0) this.logger.info({ reclaimed: swept }, "swept what no record explains");
     for (const [kind, n] of Object.entries(swept)) countSweptOrphan(kind, n);

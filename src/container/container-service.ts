@@ -426,7 +426,7 @@ export class ContainerService {
         const io = this.paths.fifos(rec);
         cleanup.push("delete task", async () => {
           this.tasksLeft.add(rec.id);
-          await this.tasks.killAndDelete(rec.id, KILL_WAIT_MS);
+          await this.tasks.undoCreate(rec.id, KILL_WAIT_MS);
           this.tasksLeft.delete(rec.id);
         });
         await this.tasks.create(rec.id, rootfs, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: rec.config.tty });

@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { LeasesService } from "../gen/containerd/services/leases/v1/leases.js";
 import { isNotFound, messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
+import { retryLater } from "../util/cleanup.js";
+import { isTransient } from "../util/retry.js";
 import type { ContainerdClient } from "./client.js";
 
 // containerd's garbage collector deletes a lease by itself after this time, so a podshim that
@@ -19,16 +21,24 @@ export async function withLease<T>(client: ContainerdClient, logger: Logger, pur
   // unreferenced gone by the time they return.
   const sync = opts.syncGc ?? true;
   const id = `podshim-${purpose}-${randomBytes(6).toString("hex")}`;
-  await client.call(LeasesService.create, {
-    id,
-    labels: { [EXPIRE_LABEL]: new Date(Date.now() + expireMs).toISOString() },
-  });
+  try {
+    await client.call(LeasesService.create, {
+      id,
+      labels: { [EXPIRE_LABEL]: new Date(Date.now() + expireMs).toISOString() },
+    });
+  } catch (err) {
+    // The answer may be what was lost (containerd restarting): make sure no lease stays.
+    if (isTransient(err)) retryLater(logger, [{ name: `delete lease ${id}`, undo: () => deleteLease(client, id) }]);
+    throw err;
+  }
   const release = async (): Promise<void> => {
     try {
       await client.call(LeasesService.delete, { id, sync }, { timeoutMs: 120_000 });
     } catch (err) {
-      // It expires by itself; say so instead of failing the caller's work.
-      logger.warn({ lease: id, err: messageOf(err) }, "could not delete lease; containerd will expire it");
+      if (isNotFound(err)) return;
+      // Not the caller's failure: tried again in the background (and it expires by itself).
+      logger.warn({ lease: id, err: messageOf(err) }, "could not delete lease; retrying in the background");
+      retryLater(logger, [{ name: `delete lease ${id}`, undo: () => deleteLease(client, id) }]);
     }
   };
   try {

@@ -4,6 +4,7 @@ import type { Mount } from "../gen/containerd/types/mount.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import { isNotFound } from "../errors/errors.js";
 import type { CallOptions, ContainerdClient } from "./client.js";
+import { killStrayShims } from "./shims.js";
 
 export { TaskStatusCode };
 export type { Process };
@@ -120,6 +121,17 @@ export class Tasks {
    * SIGKILL to every process of a task that may still run, its exit waited for (up to
    * waitMs), then the task deleted. A task that is gone, or already stopped, is fine.
    */
+  /**
+   * The undo of a Tasks.Create that failed: killAndDelete, and when containerd does not know
+   * the task, the shim a create cut off by a containerd restart can leave behind, which
+   * nothing else would ever stop. Only for a task that was never started: its shim serves no
+   * other task of the pod yet.
+   */
+  async undoCreate(containerId: string, waitMs: number): Promise<void> {
+    if (await this.get(containerId)) await this.killAndDelete(containerId, waitMs);
+    else await killStrayShims(this.client.namespace, this.client.socket, containerId);
+  }
+
   async killAndDelete(containerId: string, waitMs: number): Promise<void> {
     const task = await this.get(containerId);
     if (!task) return;
@@ -136,7 +148,7 @@ export class Tasks {
 const SIGKILL = 9;
 
 /** What the services use of Tasks: an interface, so tests can hand in a fake. */
-export type TaskApi = Pick<Tasks, "create" | "start" | "get" | "list" | "kill" | "update" | "wait" | "exec" | "startProcess" | "resizePty" | "closeStdin" | "deleteProcess" | "delete" | "killAndDelete">;
+export type TaskApi = Pick<Tasks, "create" | "start" | "get" | "list" | "kill" | "update" | "wait" | "exec" | "startProcess" | "resizePty" | "closeStdin" | "deleteProcess" | "delete" | "killAndDelete" | "undoCreate">;
 
 export function exitedAtNs(p: Process): bigint {
   return ns(p.exitedAt);

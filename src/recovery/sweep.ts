@@ -1,8 +1,10 @@
-import { readdir, readFile, rm } from "node:fs/promises";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { ContainerdClient } from "../containerd/client.js";
 import type { ContainerRecords } from "../containerd/containers.js";
 import { deleteLease, listLeases } from "../containerd/leases.js";
+import { killShim, listShims } from "../containerd/shims.js";
+import { Tasks } from "../containerd/tasks.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import type { ContainerService } from "../container/container-service.js";
 import { messageOf } from "../errors/errors.js";
@@ -20,6 +22,8 @@ export interface SweepDeps {
   containers: ContainerService;
   network: NetworkService;
   logger: Logger;
+  /** podshim's root and state dirs: temp files of atomic writes a crash cut off are swept there. */
+  dirs: readonly string[];
 }
 
 /** What one sweep reclaimed, by kind, for the log line and the tests. */
@@ -64,6 +68,14 @@ export async function sweepOrphans(d: SweepDeps): Promise<SweepReport> {
     if (id.startsWith("podshim-")) await attempt("lease", id, () => deleteLease(d.client, id));
   }
 
+  // Shims of tasks containerd does not know, with nothing below them: a Tasks.Create that a
+  // containerd restart cut off. (A shim of a pod's live task, or one still holding a child, stays.)
+  const tasks = new Set((await new Tasks(d.client).list({ timeoutMs: 30_000 })).map((t) => t.id));
+  for (const shim of await listShims(d.client.namespace, d.client.socket)) {
+    if (tasks.has(shim.id) || shim.children > 0) continue;
+    await attempt("shim", `${shim.id} (pid ${shim.pid})`, async () => killShim(shim.pid));
+  }
+
   // Active snapshots no containerd container uses: prepared by a create that died.
   const used = new Set((await d.records.list([])).map((c) => c.snapshotKey));
   for (const s of await d.snapshots.list()) {
@@ -96,7 +108,36 @@ export async function sweepOrphans(d: SweepDeps): Promise<SweepReport> {
       await attempt("container-dir", id, () => rm(join(dir, id), { recursive: true, force: true }));
     }
   }
+  // Temp files of atomic writes (`<file>.tmp-<hex>`) that a crash cut off before their
+  // rename; only ones older than this process, so a write under way now is never touched.
+  const startedAt = Date.now() - process.uptime() * 1000;
+  for (const root of d.dirs) {
+    for (const path of await tempFilesUnder(root, TEMP_FILE_DEPTH)) {
+      const st = await stat(path).catch(() => undefined);
+      if (st && st.mtimeMs < startedAt) await attempt("temp-file", path, () => rm(path, { force: true }));
+    }
+  }
   return report;
+}
+
+/** How deep below root and state atomic writes happen (e.g. root/sandboxes/<id>/<file>). */
+const TEMP_FILE_DEPTH = 4;
+const TEMP_FILE = /\.tmp-[0-9a-f]{8}$/;
+
+async function tempFilesUnder(dir: string, depth: number): Promise<string[]> {
+  let dirents;
+  try {
+    dirents = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const e of dirents) {
+    const path = join(dir, e.name);
+    if (e.isFile() && TEMP_FILE.test(e.name)) found.push(path);
+    else if (e.isDirectory() && depth > 1) found.push(...(await tempFilesUnder(path, depth - 1)));
+  }
+  return found;
 }
 
 /** A netns path only when it is one podshim would have made for this pod. */

@@ -17,7 +17,7 @@ import { mountTmpfs, unmountAndRemove } from "../util/mount.js";
  */
 export interface SandboxAdapters {
   records: Pick<ContainerRecords, "create" | "delete" | "list" | "setExtension">;
-  tasks: Pick<Tasks, "create" | "start" | "get" | "killAndDelete">;
+  tasks: Pick<Tasks, "create" | "start" | "get" | "killAndDelete" | "undoCreate">;
   snapshots: Pick<Snapshots, "prepare" | "remove" | "snapshotter">;
   /** Runs work under a containerd lease that keeps what it makes from the collector. */
   withLease<T>(purpose: string, work: (lease: string) => Promise<T>): Promise<T>;

@@ -345,7 +345,7 @@ export class SandboxService {
       // In the index (unlisted) before the pause starts, so an exit during start is seen.
       this.store.add(rec);
       cleanup.push("unindex", async () => this.store.delete(id));
-      cleanup.push("delete task", () => this.tasks.killAndDelete(id, STOP_WAIT_MS));
+      cleanup.push("delete task", () => this.tasks.undoCreate(id, STOP_WAIT_MS));
       await timeStep("run_pod_sandbox", "pause_create", () => this.tasks.create(id, mounts));
       this.step("sandbox.task-created");
       const pid = await timeStep("run_pod_sandbox", "pause_start", () => this.tasks.start(id));

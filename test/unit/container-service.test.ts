@@ -58,6 +58,9 @@ class FakeContainerd {
       async killAndDelete(id) {
         n.tasks.delete(id);
       },
+      async undoCreate(id) {
+        n.tasks.delete(id);
+      },
       async kill(id) {
         const t = n.tasks.get(id);
         if (t) t.status = TaskStatusCode.STOPPED;

@@ -75,6 +75,9 @@ class FakeNode {
         async killAndDelete(id) {
           n.tasks.delete(id);
         },
+        async undoCreate(id) {
+          n.tasks.delete(id);
+        },
       },
       snapshots: {
         snapshotter: "overlayfs",

@@ -6,7 +6,7 @@ import { fromJsonAny, jsonAny } from "../containerd/containers.js";
 import type { TaskEvent } from "../containerd/events.js";
 import { TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
 import { FailedPreconditionError, InvalidArgumentError, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
-import { ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
+import { type ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
 import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
 import type { Logger } from "../log/logger.js";
 import { FifoPool } from "../logs/fifo-pool.js";

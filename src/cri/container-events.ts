@@ -4,7 +4,7 @@
 // cut off with RESOURCE_EXHAUSTED instead of being buffered without bound.
 import { ContainerEventType, type ContainerEventResponse, type GetEventsRequest } from "../gen/cri/runtime/v1/api.js";
 import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
-import type { StreamRpc } from "../server/boundary.js";
+import type { StreamRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { toCriContainerStatus } from "./container-format.js";
 import { toCriSandboxStatus } from "./sandbox-format.js";

@@ -2,7 +2,7 @@
 // is loaded and its plugins exist. Neither failing is an error of the call: the conditions
 // carry the reason and a message for the operator. verbose adds the details as JSON.
 import { StatusResponse, type StatusRequest } from "../gen/cri/runtime/v1/api.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { nodeAppArmor, type AppArmorState } from "../oci/apparmor.js";
 

@@ -6,7 +6,7 @@ import type { RuntimeHandlerConfig } from "../config/runtimes.js";
 import type { Container } from "../containerd/containers.js";
 import { TaskStatusCode } from "../containerd/tasks.js";
 import { InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors/errors.js";
-import { NamespaceMode, PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
+import { NamespaceMode, type PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
 import { Options as RuncOptions } from "../gen/containerd/types/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import type { TaskEvent } from "../containerd/events.js";

@@ -31,6 +31,8 @@ class FakeContainerd {
   private nextPid = 200;
 
   adapters(dir: string): ContainerAdapters {
+    // The fake's methods are object-literal methods, so `this` inside them is the literal.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const n = this;
     const sandbox: SandboxRecord = {
       id: SANDBOX_ID, nameKey: "web_default_u_0", config: PodSandboxConfig.fromPartial({ metadata: { name: "web", namespace: "default", uid: "u", attempt: 0 } }),

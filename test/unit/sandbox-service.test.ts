@@ -36,6 +36,8 @@ class FakeNode {
   private nextPid = 100;
 
   adapters(): SandboxAdapters {
+    // The fake's methods are object-literal methods, so `this` inside them is the literal.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const n = this;
     return {
       records: {

@@ -5,7 +5,7 @@ import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ErrorKind, PodshimError } from "../../src/errors/errors.js";
+import { ErrorKind, type PodshimError } from "../../src/errors/errors.js";
 import { createLogger } from "../../src/log/logger.js";
 import { StreamingServer } from "../../src/streaming/server.js";
 import { FakeBackend } from "../support/fake-streaming-backend.js";

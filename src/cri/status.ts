@@ -15,7 +15,7 @@ import { RUNTIME_COMMIT, RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
 export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
   return async (req) => {
     // nodeAppArmor() also loads podshim-default, once, at the kubelet's first Status.
-    const [containerd, network, handlers, apparmor] = await Promise.all([deps.containerd.check(), deps.network.network(), deps.sandboxes.handlerFeatures(), nodeAppArmor()]);
+    const [containerd, network, handlers, apparmor] = await Promise.all([deps.containerdHealth.check(), deps.network.loadNetworkConfig(), deps.sandboxes.handlerFeatures(), nodeAppArmor()]);
     const info: Record<string, string> = {};
     if (req.verbose) {
       info.containerd = JSON.stringify(containerd.ready

@@ -1,6 +1,6 @@
 // The contract between the gRPC transport (server/) and the CRI handlers (cri/): what a
 // handler gets besides its request, and the shapes of unary and server-streaming handlers.
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 
 /** What every CRI handler gets besides its request. */
 export interface RpcContext {

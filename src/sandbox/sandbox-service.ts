@@ -10,12 +10,12 @@ import { NamespaceMode, type PodSandboxConfig } from "../gen/cri/runtime/v1/api.
 import { Options as RuncOptions } from "../gen/containerd/types/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import type { TaskEvent } from "../containerd/events.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { netnsNameFor } from "../network/netns.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
-import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
+import { LifecycleEvent, type ContainerEventHub } from "../lifecycle-events/container-events.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
 import { checkSeccompLoadable } from "../oci/seccomp-check.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
@@ -59,7 +59,7 @@ export interface SandboxServiceOptions {
   adapters: SandboxAdapters;
   logger: Logger;
   /** Where lifecycle transitions are announced (GetContainerEvents). */
-  events?: ContainerEventHub;
+  lifecycleEvents?: ContainerEventHub;
   /** Aborted when podshim is shutting down and in-flight work must be cut off and undone. */
   shutdown?: AbortSignal;
 }
@@ -197,7 +197,7 @@ export class SandboxService {
     if (rec.state === SandboxState.Ready) {
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
-      this.opts.events?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
+      this.opts.lifecycleEvents?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
       this.log.info({ sandbox: rec.id, exitStatus: event.exitStatus }, "pause container exited; sandbox not ready");
     }
   }
@@ -244,8 +244,8 @@ export class SandboxService {
         this.step("sandbox.reserved");
         const rec = await this.create(id, nameKey, config, runtimeHandler, handler, cleanup, log);
         cleanup.dismiss();
-        this.opts.events?.publish(id, id, LifecycleEvent.Created);
-        this.opts.events?.publish(id, id, LifecycleEvent.Started);
+        this.opts.lifecycleEvents?.publish(id, id, LifecycleEvent.Created);
+        this.opts.lifecycleEvents?.publish(id, id, LifecycleEvent.Started);
         return rec;
       } catch (err) {
         const left = await cleanup.unwind();
@@ -392,7 +392,7 @@ export class SandboxService {
       // Every step ran to its end; the kubelet retries a failed stop.
       const failed = steps.find((r) => r.status === "rejected");
       if (failed) throw failed.reason;
-      if (rec.state === SandboxState.Ready) this.opts.events?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
+      if (rec.state === SandboxState.Ready) this.opts.lifecycleEvents?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
       if (rec.netnsPath) {
@@ -414,7 +414,7 @@ export class SandboxService {
       await rm(found.dir, { recursive: true, force: true });
       await this.releaseStateDir(found.id);
       this.store.delete(found.id);
-      this.opts.events?.publish(found.id, found.id, LifecycleEvent.Deleted);
+      this.opts.lifecycleEvents?.publish(found.id, found.id, LifecycleEvent.Deleted);
     });
   }
 

@@ -1,5 +1,5 @@
 import { status as Status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream, type UntypedServiceImplementation, type ServiceDefinition } from "@grpc/grpc-js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { AnyStreamRpc, AnyUnaryRpc, Handlers, RpcContext, StreamRpc, UnaryRpc } from "../rpc/handlers.js";
 import { CanceledError, PodshimError } from "../errors/errors.js";
 import { codeName, toGrpcStatus } from "./status.js";

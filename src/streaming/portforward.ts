@@ -9,7 +9,7 @@
 // whole session, so only real failures are written.
 import type { Duplex } from "node:stream";
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { StreamingBackend } from "./backend.js";
 import type { ForwardLimiter } from "./limits.js";
 import { RstStatus, type SpdySession, type SpdyStream } from "./spdy.js";

@@ -9,7 +9,7 @@ import { isIPv6, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createWebSocketStream, WebSocketServer, type WebSocket } from "ws";
 import { messageOf, UnavailableError } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { AttachParams, ExecParams, StreamingBackend } from "./backend.js";
 import { PORT_FORWARD_PROTOCOL, serveSpdyPortForward } from "./portforward.js";
 import { SPDY_REMOTECOMMAND_PROTOCOLS } from "./remotecommand.js";

@@ -11,7 +11,7 @@ import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { Duplex } from "node:stream";
 import { CanceledError, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { SpdyProtocolError } from "./spdy-error.js";
 import {
   FrameParser,

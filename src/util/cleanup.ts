@@ -1,5 +1,5 @@
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 
 /**
  * Undo steps registered right after each side effect of a multi-step operation. On failure

@@ -19,7 +19,7 @@ import { parseImageRef } from "../../src/image/reference.js";
 import type { ImageRef } from "../../src/image/reference.js";
 import { MediaType } from "../../src/image/types.js";
 import type { Descriptor } from "../../src/image/types.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { credentialsFromAuthConfig } from "../../src/registry/auth.js";
 import type { RegistryCredentials } from "../../src/registry/auth.js";
 import { RegistryClient, verifyingStream } from "../../src/registry/client.js";

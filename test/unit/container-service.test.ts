@@ -13,7 +13,7 @@ import { ContainerService } from "../../src/container/container-service.js";
 import { ContainerState } from "../../src/container/container-store.js";
 import { ContainerConfig, PodSandboxConfig } from "../../src/gen/cri/runtime/v1/api.js";
 import type { ImageEntry } from "../../src/image/image-store.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { SandboxState, type SandboxRecord } from "../../src/sandbox/sandbox-store.js";
 import { NotFoundError } from "../../src/errors/errors.js";
 

@@ -8,10 +8,10 @@ import { Writable } from "node:stream";
 import { defaultConfig } from "../../src/config/options.js";
 import type { Container } from "../../src/containerd/containers.js";
 import { TaskStatusCode } from "../../src/containerd/tasks.js";
-import { ContainerEventHub } from "../../src/events/container-events.js";
+import { ContainerEventHub } from "../../src/lifecycle-events/container-events.js";
 import { PodSandboxConfig } from "../../src/gen/cri/runtime/v1/api.js";
 import type { ImageEntry } from "../../src/image/image-store.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import type { SandboxAdapters } from "../../src/sandbox/sandbox-adapters.js";
 import { encodeSandboxRecord, SANDBOX_RECORD_EXTENSION } from "../../src/sandbox/sandbox-record.js";
 import { SandboxService } from "../../src/sandbox/sandbox-service.js";
@@ -143,7 +143,7 @@ let dir: string;
 let events: ContainerEventHub;
 const service = () => {
   const config = { ...defaultConfig(), root: join(dir, "root"), state: join(dir, "state"), restrictOomScoreAdj: true };
-  return new SandboxService({ config, adapters: node.adapters(), logger: quiet, events });
+  return new SandboxService({ config, adapters: node.adapters(), logger: quiet, lifecycleEvents: events });
 };
 const pod = (name: string, attempt = 0) =>
   PodSandboxConfig.fromPartial({ metadata: { name, namespace: "default", uid: `uid-${name}`, attempt }, linux: {} });

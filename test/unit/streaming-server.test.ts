@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorKind, type PodshimError } from "../../src/errors/errors.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { StreamingServer } from "../../src/streaming/server.js";
 import { FakeBackend } from "../support/fake-streaming-backend.js";
 import { connectSpdy, SpdyUpgradeError } from "../support/spdy-client.js";

@@ -8,7 +8,9 @@ import type { Logger } from "../logger/logger.js";
 import { messageOf } from "../errors/errors.js";
 import type { StreamingBackend } from "./backend.js";
 import { protocolGeneration, runRemoteCommand, StreamType, type RemoteCommandRequest } from "./remotecommand.js";
-import { RstStatus, type SpdySession, type SpdyStream } from "./spdy.js";
+import { RstStatus } from "./spdy-frames.js";
+import type { SpdySession } from "./spdy-session.js";
+import type { SpdyStream } from "./spdy-stream.js";
 
 export interface SpdyRemoteCommandOptions {
   session: SpdySession;

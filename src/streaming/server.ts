@@ -15,7 +15,8 @@ import { PORT_FORWARD_PROTOCOL, serveSpdyPortForward } from "./portforward.js";
 import { SPDY_REMOTECOMMAND_PROTOCOLS } from "./remotecommand.js";
 import { serveSpdyRemoteCommand } from "./remotecommand-spdy.js";
 import { ForwardLimiter, STREAMING_LIMIT_DEFAULTS, streamingExposure, type StreamingLimits } from "./limits.js";
-import { acceptSpdyUpgrade, SpdySession } from "./spdy.js";
+import { SpdySession } from "./spdy-session.js";
+import { acceptSpdyUpgrade } from "./spdy-upgrade.js";
 import { StreamKind, TokenCache, type PendingSession, type PortForwardParams, type TokenCacheOptions } from "./tokens.js";
 import {
   chooseWebSocketProtocol,

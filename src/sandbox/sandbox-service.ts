@@ -284,7 +284,7 @@ export class SandboxService {
     const netnsPath = hostNetwork ? "" : await this.pinNetns(netnsName, cleanup);
     const shm = nsOpts?.ipc === NamespaceMode.NODE ? undefined : await this.mountPodShm(id, cleanup);
     const { files, hostname } = await this.writePodFiles(dir, config, hostNetwork, shm);
-    const spec = await this.pauseSpec(id, config, runtimeHandler, pause.config, netnsPath, files);
+    const spec = await this.pauseSpec(id, config, runtimeHandler, handler, pause.config, netnsPath, files);
     const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };
 
     // Both halves must settle before a failure unwinds: each registers its own undos.
@@ -344,13 +344,16 @@ export class SandboxService {
   }
 
   /** The pause container's OCI spec; a seccomp profile runc could not load is refused now. */
-  private async pauseSpec(id: string, config: PodSandboxConfig, runtimeHandler: string, image: ImageEntry["config"], netnsPath: string, files: SandboxFilePaths): Promise<Spec> {
+  private async pauseSpec(id: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, image: ImageEntry["config"], netnsPath: string, files: SandboxFilePaths): Promise<Spec> {
     const spec = buildSandboxSpec({
       id, config, image, netnsPath: netnsPath || undefined, runtimeHandler,
       cgroupDriver: this.opts.config.cgroupDriver, restrictOomScoreAdj: this.opts.config.restrictOomScoreAdj,
       currentOomScoreAdj: Number((await readFile("/proc/self/oom_score_adj", "utf8")).trim()), files,
       defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities(), process.arch, this.opts.config.seccompDefaultProfile),
       localhostSeccomp: await loadLocalhostSeccomp(config.linux?.securityContext),
+      ...(handler.podAnnotations ? { podAnnotations: handler.podAnnotations } : {}),
+      unprivilegedPorts: this.opts.config.enableUnprivilegedPorts,
+      unprivilegedIcmp: this.opts.config.enableUnprivilegedIcmp,
     });
     if (spec.linux.seccomp !== undefined) await checkSeccompLoadable(spec.linux.seccomp);
     return spec;

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { defaultConfig } from "../../src/config/options.js";
+import type { Spec } from "../../src/oci/spec-types.js";
 import type { Container } from "../../src/containerd/containers.js";
 import { TaskStatusCode, type TaskApi } from "../../src/containerd/tasks.js";
 import type { ContainerAdapters } from "../../src/container/container-adapters.js";
@@ -28,6 +29,8 @@ class FakeContainerd {
   tasks = new Map<string, { pid: number; status: number }>();
   snapshots = new Set<string>();
   failRecordCreate = false;
+  /** The OCI spec each record was created with. */
+  specs = new Map<string, Spec>();
   private nextPid = 200;
 
   adapters(dir: string): ContainerAdapters {
@@ -74,6 +77,7 @@ class FakeContainerd {
           if (n.failRecordCreate) throw new Error("containerd refused the record");
           const rec = { id: c.id, labels: c.labels ?? {}, extensions: c.extensions ?? {}, snapshotKey: c.snapshotKey, spec: undefined } as unknown as Container;
           n.records.set(c.id, rec);
+          n.specs.set(c.id, c.spec as Spec);
           return rec;
         },
         async delete(id) {
@@ -146,6 +150,26 @@ describe("ContainerService", () => {
     expect((await svc.create(SANDBOX_ID, app("app"))).id).toBe(rec.id);
     expect(fake.records.size).toBe(1);
     expect((await svc.create(SANDBOX_ID, app("app", 1))).id).not.toBe(rec.id);
+  });
+
+  it("gives CRI devices the process's uid and gid with device_ownership_from_security_context", async () => {
+    const owned = async (on: boolean) => {
+      const config = { ...defaultConfig(), root: join(dir, `root-${on}`), state: join(dir, `state-${on}`), restrictOomScoreAdj: true, deviceOwnershipFromSecurityContext: on };
+      const s = new ContainerService({ config, adapters: fake.adapters(dir), logger: quiet });
+      await s.load();
+      try {
+        const c = ContainerConfig.fromPartial({
+          ...app(`dev-${on}`), devices: [{ containerPath: "/dev/xnull", hostPath: "/dev/null", permissions: "rwm" }],
+          linux: { securityContext: { runAsUser: { value: 1000n }, runAsGroup: { value: 2000n } } },
+        });
+        const rec = await s.create(SANDBOX_ID, c);
+        return fake.specs.get(rec.id)!.linux.devices!.find((d) => d.path === "/dev/xnull");
+      } finally {
+        await s.stop();
+      }
+    };
+    expect(await owned(true)).toMatchObject({ uid: 1000, gid: 2000 });
+    expect(await owned(false)).toMatchObject({ uid: 0, gid: 0 });
   });
 
   it("refuses an image that is not there and a pod that is not, and a failed create leaves nothing", async () => {

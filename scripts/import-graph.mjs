@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Prints the import graph of src/ by folder: the edges that point back up the layering and
-// the cycles between folders. `--check` exits 1 when there are any (the test command runs it).
+// the cycles between folders. `--check` exits 1 on any that KNOWN does not list (`npm run lint`
+// runs it, and so scripts/test.sh).
 //   node scripts/import-graph.mjs [--check] [--edges]
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -17,10 +18,16 @@ const LAYERS = [
   ["cri"],
   ["pod", "recovery", "doctor"],
   ["sandbox", "container", "image", "stats"],
-  ["streaming", "network", "registry", "logs", "events"],
+  ["streaming", "network", "registry", "container-logs", "lifecycle-events"],
   ["containerd", "oci"],
-  ["config", "log", "errors", "util", "version.ts", "gen", "metrics", "node"],
+  ["config", "logger", "errors", "util", "version.ts", "gen", "metrics", "node", "rpc"],
 ];
+// Back-edges still to be removed, each with the work that removes it. They are printed on every
+// run; --check fails on any other, and on a cycle that needs an edge not listed here.
+const KNOWN = new Map([
+  ["containerd -> image", "OCI descriptors move to a neutral distribution-types module (issue 16)"],
+  ["registry -> image", "references, descriptors and media types move to that module (issue 16)"],
+]);
 const layerOf = new Map(LAYERS.flatMap((names, i) => names.map((n) => [n, i])));
 
 function files(dir) {
@@ -52,36 +59,45 @@ const backEdges = [...edges.entries()].filter(([k]) => {
 });
 
 // Cycles between folders (strongly connected components of more than one folder).
-const graph = new Map();
-for (const k of edges.keys()) {
-  const [from, to] = k.split(" -> ");
-  if (!graph.has(from)) graph.set(from, new Set());
-  graph.get(from).add(to);
+function cyclesOf(keys) {
+  const graph = new Map();
+  for (const k of keys) {
+    const [from, to] = k.split(" -> ");
+    if (!graph.has(from)) graph.set(from, new Set());
+    graph.get(from).add(to);
+  }
+  const cycles = [];
+  {
+    let index = 0;
+    const idx = new Map(), low = new Map(), stack = [], on = new Set();
+    const visit = (v) => {
+      idx.set(v, index); low.set(v, index); index++; stack.push(v); on.add(v);
+      for (const w of graph.get(v) ?? []) {
+        if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v), low.get(w))); }
+        else if (on.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
+      }
+      if (low.get(v) === idx.get(v)) {
+        const comp = [];
+        let w;
+        do { w = stack.pop(); on.delete(w); comp.push(w); } while (w !== v);
+        if (comp.length > 1) cycles.push(comp.sort());
+      }
+    };
+    for (const v of graph.keys()) if (!idx.has(v)) visit(v);
+  }
+  return cycles;
 }
-const cycles = [];
-{
-  let index = 0;
-  const idx = new Map(), low = new Map(), stack = [], on = new Set();
-  const visit = (v) => {
-    idx.set(v, index); low.set(v, index); index++; stack.push(v); on.add(v);
-    for (const w of graph.get(v) ?? []) {
-      if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v), low.get(w))); }
-      else if (on.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
-    }
-    if (low.get(v) === idx.get(v)) {
-      const comp = [];
-      let w;
-      do { w = stack.pop(); on.delete(w); comp.push(w); } while (w !== v);
-      if (comp.length > 1) cycles.push(comp.sort());
-    }
-  };
-  for (const v of graph.keys()) if (!idx.has(v)) visit(v);
-}
+const cycles = cyclesOf(edges.keys());
+const newCycles = cyclesOf([...edges.keys()].filter((k) => !KNOWN.has(k)));
+const newBackEdges = backEdges.filter(([k]) => !KNOWN.has(k));
 
 if (args.has("--edges")) for (const [k, fs] of [...edges.entries()].sort()) console.log(`${k}  (${fs.length})`);
 console.log(`back-edges (an import pointing up the layers): ${backEdges.length}`);
-for (const [k, fs] of backEdges) console.log(`  ${k}: ${[...new Set(fs)].join(", ")}`);
+for (const [k, fs] of backEdges) console.log(`  ${k}: ${[...new Set(fs)].join(", ")}${KNOWN.has(k) ? `  [known: ${KNOWN.get(k)}]` : ""}`);
 console.log(`cycles between folders: ${cycles.length}`);
-for (const c of cycles) console.log(`  ${c.join(" <-> ")}`);
+for (const c of cycles) console.log(`  ${c.join(" <-> ")}${newCycles.some((n) => n.join() === c.join()) ? "" : "  [known: only through known back-edges]"}`);
 if (unknown.length > 0) console.log(`folders with no layer (add them to LAYERS): ${unknown.join(", ")}`);
-if (args.has("--check") && (backEdges.length > 0 || cycles.length > 0 || unknown.length > 0)) process.exit(1);
+if (args.has("--check") && (newBackEdges.length > 0 || newCycles.length > 0 || unknown.length > 0)) {
+  console.error(`import-graph: ${newBackEdges.length} new back-edges, ${newCycles.length} new cycles, ${unknown.length} folders with no layer`);
+  process.exit(1);
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone on a fresh Debian machine (run as root):
-# installs what is missing, checks generated code, builds, typechecks, runs unit and
-# integration tests against a real containerd, runc, CNI plugins and a local registry.
+# installs what is missing, checks generated code, builds, typechecks, lints (ESLint and the
+# import graph's layering), runs unit and integration tests against a real containerd, runc,
+# CNI plugins and a local registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ fi
 npm run --silent gen:check
 npm run --silent build
 npx tsc -p test/tsconfig.json --noEmit
+npm run --silent lint
 
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT

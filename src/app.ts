@@ -1,6 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import type { Config } from "./config/options.js";
-import type { Logger } from "./log/logger.js";
+import type { Logger } from "./logger/logger.js";
 import { ContainerdClient } from "./containerd/client.js";
 import { ContainerdHealth } from "./containerd/health.js";
 import { NetworkService } from "./network/network-service.js";
@@ -21,7 +21,7 @@ import { ContainerRecords } from "./containerd/containers.js";
 import { StreamingServer } from "./streaming/server.js";
 import { StatsService } from "./stats/stats-service.js";
 import { statsSource } from "./container/stats-source.js";
-import { ContainerEventHub } from "./events/container-events.js";
+import { ContainerEventHub } from "./lifecycle-events/container-events.js";
 import { readFileSync } from "node:fs";
 import { imageServiceHandlers, runtimeServiceHandlers } from "./cri/services.js";
 import type { CriDeps } from "./cri/deps.js";
@@ -76,7 +76,7 @@ export class App {
   private readonly containers: ContainerService;
   private readonly streaming: StreamingServer;
   private readonly stats: StatsService;
-  private readonly events: EventMonitor;
+  private readonly taskEvents: EventMonitor;
   private readonly lifecycle: ContainerEventHub;
   /** Events that arrive while state is being loaded wait here, then run in order. */
   private pendingEvents: TaskEvent[] | undefined = [];
@@ -109,23 +109,23 @@ export class App {
       },
     });
 
-    const events = (this.lifecycle = new ContainerEventHub());
+    const lifecycleEvents = (this.lifecycle = new ContainerEventHub());
     const shutdown = this.shutdown.signal;
     const sandboxLog = logger.child({ part: "sandboxes" });
     this.sandboxes = new SandboxService({
-      events, config, logger: sandboxLog, shutdown,
+      lifecycleEvents, config, logger: sandboxLog, shutdown,
       adapters: sandboxAdapters({ client: this.containerd, snapshots, network: this.network, images: this.images, logger: sandboxLog }),
     });
 
     const containerLog = logger.child({ part: "containers" });
     this.containers = new ContainerService({
-      events, config, logger: containerLog, shutdown,
+      lifecycleEvents, config, logger: containerLog, shutdown,
       adapters: containerAdapters({ client: this.containerd, snapshots, images: this.images, sandboxes: this.sandboxes, logger: containerLog }),
     });
     this.pods = new PodService(this.sandboxes, this.containers);
     // One subscription for the whole daemon: task exits end sandboxes and containers, OOM
     // events name the reason.
-    this.events = new EventMonitor(this.containerd, logger.child({ part: "events" }), (ev) => this.dispatch(ev), () => this.resync());
+    this.taskEvents = new EventMonitor(this.containerd, logger.child({ part: "events" }), (ev) => this.dispatch(ev), () => this.resync());
 
     const tls = config.streamTlsCert && config.streamTlsKey ? { cert: readFileSync(config.streamTlsCert), key: readFileSync(config.streamTlsKey) } : undefined;
     this.streaming = new StreamingServer({ host: config.streamAddress.host, port: config.streamAddress.port, backend: this.containers.streaming, logger: logger.child({ part: "streaming" }), ...(tls ? { tls } : {}),
@@ -137,8 +137,8 @@ export class App {
     });
 
     const deps: CriDeps = {
-      config, containerd: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers,
-      pods: this.pods, recovery: () => this.recovery, streaming: this.streaming, stats: this.stats, events,
+      config, containerdHealth: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers,
+      pods: this.pods, recovery: () => this.recovery, streaming: this.streaming, stats: this.stats, lifecycleEvents,
       runtime: { streamingUrl: () => this.streaming.baseUrl },
     };
     const boundary = {
@@ -155,7 +155,7 @@ export class App {
     setStateSource({
       sandboxStates: () => this.sandboxes.list().map((s) => s.state),
       containerStates: () => this.containers.list().map((c) => c.status.state),
-      eventSubscribers: () => events.subscriberCount,
+      eventSubscribers: () => lifecycleEvents.subscriberCount,
     });
     if (config.metricsAddress) {
       enableProcessMetrics({ version: RUNTIME_VERSION, commit: RUNTIME_COMMIT });
@@ -177,7 +177,7 @@ export class App {
     await this.network.start();
     this.network.watch();
     this.health.start();
-    await this.network.network();
+    await this.network.loadNetworkConfig();
     await this.streaming.start();
     this.stats.start();
     await this.server.listen();
@@ -243,8 +243,8 @@ export class App {
     if (!containerd.ready) throw new UnavailableError(`containerd is not reachable: ${containerd.message}`);
     this.pendingEvents = [];
     this.pendingOverflowed = false;
-    this.events.start();
-    await this.events.subscribed();
+    this.taskEvents.start();
+    await this.taskEvents.subscribed();
     await this.images.load();
     await this.sandboxes.load();
     await this.containers.load();
@@ -279,7 +279,7 @@ export class App {
     this.health.stop();
     await this.streaming.stop();
     this.stats.stop();
-    this.events.stop();
+    this.taskEvents.stop();
     await this.containers.stop();
     this.network.close();
     this.registry.close();

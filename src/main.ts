@@ -2,7 +2,7 @@
 import { App } from "./app.js";
 import { loadConfig, parseCommandLine, usage } from "./config/load.js";
 import { ConfigError } from "./config/options.js";
-import { createLogger } from "./log/logger.js";
+import { createLogger } from "./logger/logger.js";
 import { RUNTIME_COMMIT, RUNTIME_NAME, RUNTIME_VERSION } from "./version.js";
 import { messageOf } from "./errors/errors.js";
 import { cgroupDriverProblem } from "./config/runtimes.js";

@@ -20,6 +20,12 @@ export interface Config {
   streamTlsCert: string;
   streamTlsKey: string;
   restrictOomScoreAdj: boolean;
+  /** containerd's enable_unprivileged_ports: pods' network namespaces let any user bind any port. */
+  enableUnprivilegedPorts: boolean;
+  /** containerd's enable_unprivileged_icmp: any group may open ICMP echo sockets in pods. */
+  enableUnprivilegedIcmp: boolean;
+  /** containerd's device_ownership_from_security_context: CRI devices owned by the process's uid/gid. */
+  deviceOwnershipFromSecurityContext: boolean;
   cgroupDriver: CgroupDriver;
   logLevel: LogLevel;
   /** On SIGTERM, how long in-flight calls may run before they are cut off and undone. */
@@ -194,6 +200,12 @@ export const OPTIONS = [
     defaultText: "", help: "PEM private key of the streaming server" }),
   spec({ key: "restrictOomScoreAdj", flag: "restrict-oom-score-adj", toml: "restrict_oom_score_adj", kind: "boolean", parse: bool,
     defaultText: "false", help: "never ask for an oom_score_adj below podshim's own (hosts without CAP_SYS_RESOURCE)" }),
+  spec({ key: "enableUnprivilegedPorts", flag: "enable-unprivileged-ports", toml: "enable_unprivileged_ports", kind: "boolean", parse: bool,
+    defaultText: "false", help: "set net.ipv4.ip_unprivileged_port_start=0 in pod network namespaces (unless the pod sets it)" }),
+  spec({ key: "enableUnprivilegedIcmp", flag: "enable-unprivileged-icmp", toml: "enable_unprivileged_icmp", kind: "boolean", parse: bool,
+    defaultText: "false", help: "set net.ipv4.ping_group_range=\"0 2147483647\" in pod network namespaces (unless the pod sets it)" }),
+  spec({ key: "deviceOwnershipFromSecurityContext", flag: "device-ownership-from-security-context", toml: "device_ownership_from_security_context", kind: "boolean", parse: bool,
+    defaultText: "false", help: "give a container's CRI devices its process's uid and gid instead of the node's owner" }),
   spec({ key: "cgroupDriver", flag: "cgroup-driver", toml: "cgroup_driver", kind: "string", metavar: "DRIVER", parse: oneOf(CGROUP_DRIVERS),
     defaultText: "cgroupfs", help: `cgroup driver reported to the kubelet (${CGROUP_DRIVERS.join(", ")})` }),
   spec({ key: "logLevel", flag: "log-level", toml: "log_level", kind: "string", metavar: "LEVEL", parse: oneOf(LOG_LEVELS),

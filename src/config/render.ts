@@ -31,7 +31,14 @@ function runtimeTables(runtimes: Record<string, RuntimeHandlerConfig>, withComme
     if (name === "") continue;
     lines.push("", `[runtimes.${name}]`);
     if (withComments) lines.push("# the containerd shim that runs this handler's pods");
-    lines.push(`runtime_type = ${quote(h.runtimeType)}`, `[runtimes.${name}.options]`);
+    lines.push(`runtime_type = ${quote(h.runtimeType)}`);
+    if (withComments) lines.push("# pod annotations (globs) copied into the pause container's spec, for runtimes that read them");
+    if (h.podAnnotations !== undefined) lines.push(`pod_annotations = ${valueText(h.podAnnotations)}`);
+    else if (withComments) lines.push("# pod_annotations = []");
+    if (withComments) lines.push("# privileged containers get only their own devices, not all of the node's");
+    if (h.privilegedWithoutHostDevices !== undefined) lines.push(`privileged_without_host_devices = ${valueText(h.privilegedWithoutHostDevices)}`);
+    else if (withComments) lines.push("# privileged_without_host_devices = false");
+    lines.push(`[runtimes.${name}.options]`);
     for (const [field, key, help] of RUNC_OPTION_KEYS) {
       const v = h.options[field];
       if (v !== undefined) {

@@ -3,6 +3,12 @@ import { ConfigError } from "./options.js";
 /** A RuntimeClass handler: which containerd runtime runs a pod, with which runc options. */
 export interface RuntimeHandlerConfig {
   runtimeType: string;
+  /** containerd's pod_annotations: globs (`*`, `?`, `[...]`) of pod annotations copied into the
+   * pause container's spec, for runtimes that read them (Kata, gVisor). */
+  podAnnotations?: string[];
+  /** containerd's privileged_without_host_devices: privileged containers get only their CRI
+   * devices, not every device of the node (for VM-based runtimes). */
+  privilegedWithoutHostDevices?: boolean;
   options: {
     binaryName?: string;
     root?: string;
@@ -42,6 +48,12 @@ export function parseRuntimes(raw: unknown, file: string): Record<string, Runtim
       if (key === "runtime_type") {
         if (typeof v !== "string" || !/^io\.containerd\.[a-z0-9.]+\.v\d+$/.test(v)) throw new ConfigError(`${where}.runtime_type must name a containerd shim like io.containerd.runc.v2`);
         handler.runtimeType = v;
+      } else if (key === "pod_annotations") {
+        if (!Array.isArray(v) || !v.every((g) => typeof g === "string" && g !== "")) throw new ConfigError(`${where}.pod_annotations must be an array of non-empty glob strings`);
+        handler.podAnnotations = v as string[];
+      } else if (key === "privileged_without_host_devices") {
+        if (typeof v !== "boolean") throw new ConfigError(`${where}.privileged_without_host_devices must be true or false`);
+        handler.privilegedWithoutHostDevices = v;
       } else if (key === "options") {
         if (typeof v !== "object" || v === null) throw new ConfigError(`${where}.options must be a table`);
         for (const [ok, ov] of Object.entries(v as Record<string, unknown>)) {
@@ -52,7 +64,7 @@ export function parseRuntimes(raw: unknown, file: string): Record<string, Runtim
           (handler.options as Record<string, unknown>)[field] = ov;
         }
       } else {
-        throw new ConfigError(`${where}: unknown key "${key}" (known: runtime_type, options)`);
+        throw new ConfigError(`${where}: unknown key "${key}" (known: runtime_type, pod_annotations, privileged_without_host_devices, options)`);
       }
     }
     out[name] = handler;

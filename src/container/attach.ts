@@ -3,7 +3,7 @@
 // writer podshim holds for the container's life.
 import type { Socket } from "node:net";
 import { PassThrough, Writable } from "node:stream";
-import type { ContainerLog } from "../logs/container-log.js";
+import type { ContainerLog } from "../container-logs/container-log.js";
 import type { ProcessExit, ProcessStreams, TerminalSize } from "../streaming/backend.js";
 
 /** A client that reads slower than the container writes loses output past this much. */

@@ -4,7 +4,7 @@ import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks, type TaskApi } from "../containerd/tasks.js";
 import type { ImageService } from "../image/image-service.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { SandboxService } from "../sandbox/sandbox-service.js";
 
 /**

@@ -1,5 +1,5 @@
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { readJsonIfExists, writeJsonAtomic } from "../util/atomic-file.js";
 import { decodeContainerStatus, encodeContainerStatus } from "./container-record.js";
 import type { ContainerPaths } from "./container-paths.js";

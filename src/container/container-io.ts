@@ -1,8 +1,8 @@
 import { access, mkdir } from "node:fs/promises";
 import type { Socket } from "node:net";
-import type { Logger } from "../log/logger.js";
-import { ContainerLog } from "../logs/container-log.js";
-import { makeFifos, openFifoWriter } from "../logs/fifo.js";
+import type { Logger } from "../logger/logger.js";
+import { ContainerLog } from "../container-logs/container-log.js";
+import { makeFifos, openFifoWriter } from "../container-logs/fifo.js";
 import { withTimeout } from "../util/timeout.js";
 import type { ContainerPaths } from "./container-paths.js";
 import type { ContainerRecord } from "./container-store.js";

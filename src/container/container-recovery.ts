@@ -1,7 +1,7 @@
 import { fromJsonAny, type Container } from "../containerd/containers.js";
 import { exitedAtNs, TaskStatusCode, type TaskApi } from "../containerd/tasks.js";
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { nowUnixNanos } from "../util/clock.js";
 import type { Process, Spec } from "../oci/spec-types.js";
 import type { StatusCheckpoints } from "./container-checkpoints.js";

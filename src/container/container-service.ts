@@ -6,16 +6,16 @@ import { fromJsonAny, jsonAny } from "../containerd/containers.js";
 import type { TaskEvent } from "../containerd/events.js";
 import { TaskStatusCode, exitedAtNs } from "../containerd/tasks.js";
 import { FailedPreconditionError, InvalidArgumentError, messageOf, NotFoundError, UnavailableError } from "../errors/errors.js";
-import { ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
+import { type ContainerConfig, LinuxContainerResources } from "../gen/cri/runtime/v1/api.js";
 import { repoTagsAndDigests, type ImageEntry } from "../image/image-store.js";
-import type { Logger } from "../log/logger.js";
-import { FifoPool } from "../logs/fifo-pool.js";
+import type { Logger } from "../logger/logger.js";
+import { FifoPool } from "../container-logs/fifo-pool.js";
 import { cgroupDir, detectCgroupLayout, resolveCgroupPath, type CgroupLayout } from "../stats/cgroup.js";
 import { SandboxState, type SandboxRecord } from "../sandbox/sandbox-store.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { StepTimer } from "../util/step-timer.js";
-import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
+import { LifecycleEvent, type ContainerEventHub } from "../lifecycle-events/container-events.js";
 import { finishContainer, freshStatus, moveContainer, UNKNOWN_EXIT_CODE } from "./container-state.js";
 import { ContainerPaths } from "./container-paths.js";
 import type { ContainerAdapters } from "./container-adapters.js";
@@ -59,7 +59,7 @@ export interface ContainerServiceOptions {
   adapters: ContainerAdapters;
   logger: Logger;
   /** Where lifecycle transitions are announced (GetContainerEvents). */
-  events?: ContainerEventHub;
+  lifecycleEvents?: ContainerEventHub;
   /** Aborted when podshim is shutting down and in-flight work must be cut off and undone. */
   shutdown?: AbortSignal;
 }
@@ -188,7 +188,7 @@ export class ContainerService {
       if (exitStatus === 137 && !rec.status.oomKilled) rec.status.oomKilled = await this.oomKillRecorded(rec);
       finishContainer(rec, exitStatus, exitedAt, nowUnixNanos());
       await this.persistStatus(rec);
-      this.opts.events?.publish(id, rec.sandboxId, LifecycleEvent.Stopped);
+      this.opts.lifecycleEvents?.publish(id, rec.sandboxId, LifecycleEvent.Stopped);
       this.exitWaiters.get(id)?.resolve({ exitCode: rec.status.exitCode });
       this.exitWaiters.delete(id);
       await this.deleteExitedTask(id);
@@ -287,7 +287,7 @@ export class ContainerService {
         this.step("container.created", "CreateContainer");
         this.store.add(rec);
         cleanup.dismiss();
-        this.opts.events?.publish(id, sandbox.id, LifecycleEvent.Created);
+        this.opts.lifecycleEvents?.publish(id, sandbox.id, LifecycleEvent.Created);
         log.info({ ms: steps.ms }, "container created");
         observeSteps("create_container", steps.ms);
         return rec;
@@ -439,7 +439,7 @@ export class ContainerService {
         cleanup.dismiss();
         // Not awaited: recovery treats a created container with a live task as started.
         this.persistStatus(rec).then(() => crashPoint("start.running"), (err) => log.warn({ err: messageOf(err) }, "cannot checkpoint the container's start"));
-        this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Started);
+        this.opts.lifecycleEvents?.publish(rec.id, rec.sandboxId, LifecycleEvent.Started);
         log.info({ pid, ms: steps.ms }, "container started");
         observeSteps("start_container", steps.ms);
       } catch (err) {
@@ -447,7 +447,7 @@ export class ContainerService {
         const now = nowUnixNanos();
         moveContainer(rec, ContainerState.Exited, { pid: 0, startedAt: now, finishedAt: now, exitCode: START_ERROR_EXIT_CODE, reason: ExitReason.StartError, message: messageOf(err) });
         await this.persistStatus(rec).catch(() => undefined);
-        this.opts.events?.publish(rec.id, rec.sandboxId, LifecycleEvent.Stopped);
+        this.opts.lifecycleEvents?.publish(rec.id, rec.sandboxId, LifecycleEvent.Stopped);
         throw err;
       }
     });
@@ -523,7 +523,7 @@ export class ContainerService {
         steps.mark("delete");
         this.specParts.delete(found.id);
         this.store.delete(found.id);
-        this.opts.events?.publish(found.id, found.sandboxId, LifecycleEvent.Deleted);
+        this.opts.lifecycleEvents?.publish(found.id, found.sandboxId, LifecycleEvent.Deleted);
         this.log.info({ container: found.id, ms: steps.ms }, "container removed");
       });
     } finally {

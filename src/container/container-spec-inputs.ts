@@ -76,12 +76,13 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
   const sc = config.linux?.securityContext;
 
   const privileged = sc?.privileged === true;
+  const withoutHostDevices = req.podshim.runtimes[sandbox.runtimeHandler]?.privilegedWithoutHostDevices === true;
   // Independent reads, all at once.
   const [{ passwd, group }, mountSources, devices, host, hostname, localhostSeccomp] = await Promise.all([
     userFiles(image.chainId, req.rootfs),
     checkHostPaths(config).then(() => prepareMountSources(config.mounts)),
     resolveDevices(config.devices),
-    privileged ? hostDevices() : Promise.resolve(undefined),
+    privileged && !withoutHostDevices ? hostDevices() : Promise.resolve(undefined),
     readFile(req.files.hostname, "utf8").then((h) => h.trim(), () => ""),
     loadLocalhostSeccomp(config.linux?.securityContext),
   ]);
@@ -113,6 +114,8 @@ export async function prepareContainerSpec(req: PrepareSpecRequest): Promise<Pre
     ...(node.hugetlbController !== undefined ? { hugetlbController: node.hugetlbController } : {}),
     ...(host ? { hostDevices: host } : {}),
     devices,
+    privilegedWithoutHostDevices: withoutHostDevices,
+    deviceOwnershipFromSecurityContext: req.podshim.deviceOwnershipFromSecurityContext,
     defaultSeccomp: (caps) => runtimeDefaultSeccomp(caps, process.arch, req.podshim.seccompDefaultProfile),
     localhostSeccomp,
     ...(apparmor ? { apparmor } : {}),

@@ -1,8 +1,8 @@
 import type { Duplex } from "node:stream";
 import type { TaskApi } from "../containerd/tasks.js";
 import { FailedPreconditionError } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
-import type { FifoPool } from "../logs/fifo-pool.js";
+import type { Logger } from "../logger/logger.js";
+import type { FifoPool } from "../container-logs/fifo-pool.js";
 import { connectInNetns } from "../network/port-forward.js";
 import type { Process } from "../oci/spec-types.js";
 import type { SandboxRecord } from "../sandbox/sandbox-store.js";

@@ -2,7 +2,7 @@ import {
   Client, Metadata, credentials, status as Status,
   type CallOptions as GrpcCallOptions, type Interceptor, type ClientReadableStream, type ClientDuplexStream, type ServiceError,
 } from "@grpc/grpc-js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { fromContainerdError } from "./errors.js";
 
 /** What ts-proto generates for each method of a grpc-js service definition. */

@@ -3,7 +3,7 @@ import { EventsService } from "../gen/containerd/services/events/v1/events.js";
 import { TaskExit, TaskOOM } from "../gen/containerd/events/task.js";
 import type { Envelope } from "../gen/containerd/types/event.js";
 import { messageOf, UnavailableError } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { deferred, type Deferred } from "../util/deferred.js";
 import { sleep } from "../util/timeout.js";
 import type { ContainerdClient } from "./client.js";

@@ -1,4 +1,4 @@
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { isAlreadyExists, messageOf } from "../errors/errors.js";
 import { VersionService } from "../gen/containerd/services/version/v1/version.js";
 import { NamespacesService } from "../gen/containerd/services/namespaces/v1/namespace.js";

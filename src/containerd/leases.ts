@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { LeasesService } from "../gen/containerd/services/leases/v1/leases.js";
 import { isNotFound, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { retryLater } from "../util/cleanup.js";
 import { isTransient } from "../util/retry.js";
 import type { ContainerdClient } from "./client.js";

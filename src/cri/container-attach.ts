@@ -2,7 +2,7 @@
 // container must be running; tty with stderr, or no stream at all, is INVALID_ARGUMENT.
 import { AttachResponse, type AttachRequest } from "../gen/cri/runtime/v1/api.js";
 import { FailedPreconditionError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { checkStdio } from "./streaming-check.js";
 import { ContainerState } from "../container/container-store.js";

@@ -5,7 +5,7 @@
 // nothing behind.
 import { CreateContainerResponse, type CreateContainerRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function createContainer(deps: CriDeps): UnaryRpc<CreateContainerRequest, CreateContainerResponse> {

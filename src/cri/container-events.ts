@@ -3,8 +3,8 @@
 // status and its containers' statuses. Many subscribers at once; one that reads too slowly is
 // cut off with RESOURCE_EXHAUSTED instead of being buffered without bound.
 import { ContainerEventType, type ContainerEventResponse, type GetEventsRequest } from "../gen/cri/runtime/v1/api.js";
-import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
-import type { StreamRpc } from "../server/boundary.js";
+import { LifecycleEvent } from "../lifecycle-events/container-events.js";
+import type { StreamRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { toCriContainerStatus } from "./container-format.js";
 import { toCriSandboxStatus } from "./sandbox-format.js";
@@ -16,9 +16,9 @@ const TYPE: Record<LifecycleEvent, ContainerEventType> = {
   [LifecycleEvent.Deleted]: ContainerEventType.CONTAINER_DELETED_EVENT,
 };
 
-export function getContainerEvents(deps: CriDeps & { events: ContainerEventHub }): StreamRpc<GetEventsRequest, ContainerEventResponse> {
+export function getContainerEvents(deps: CriDeps): StreamRpc<GetEventsRequest, ContainerEventResponse> {
   return async (_req, send, ctx) => {
-    for await (const event of deps.events.subscribe(ctx.signal)) {
+    for await (const event of deps.lifecycleEvents.subscribe(ctx.signal)) {
       const sandbox = deps.sandboxes.store.find(event.sandboxId);
       await send({
         containerId: event.containerId,

@@ -4,7 +4,7 @@
 // at 16 MiB. A container that is not running is FAILED_PRECONDITION, unknown NOT_FOUND.
 import { ExecSyncResponse, type ExecSyncRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function execSync(deps: CriDeps): UnaryRpc<ExecSyncRequest, ExecSyncResponse> {

@@ -4,7 +4,7 @@
 // stream at all, is INVALID_ARGUMENT.
 import { ExecResponse, type ExecRequest } from "../gen/cri/runtime/v1/api.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { checkStdio } from "./streaming-check.js";
 import { ContainerState } from "../container/container-store.js";

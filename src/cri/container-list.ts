@@ -3,8 +3,8 @@
 // container's encoded entry is reused until its state changes.
 import { Container, type ContainerFilter, type ListContainersRequest, type StreamContainersRequest } from "../gen/cri/runtime/v1/api.js";
 import type { ContainerRecord } from "../container/container-store.js";
-import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import { PreEncoded, type Encoded } from "../server/pre-encoded.js";
+import type { StreamRpc, UnaryRpc } from "../rpc/handlers.js";
+import { PreEncoded, type Encoded } from "../rpc/pre-encoded.js";
 import type { CriDeps } from "./deps.js";
 import { criContainerState, toCriContainer } from "./container-format.js";
 import { EncodedItems, LastAnswer } from "./encoded-items.js";

@@ -2,7 +2,7 @@
 // it). Idempotent: removing an unknown container succeeds.
 import { RemoveContainerResponse, type RemoveContainerRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function removeContainer(deps: CriDeps): UnaryRpc<RemoveContainerRequest, RemoveContainerResponse> {

@@ -3,7 +3,7 @@
 // is created; unknown is NOT_FOUND.
 import { ReopenContainerLogResponse, type ReopenContainerLogRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function reopenContainerLog(deps: CriDeps): UnaryRpc<ReopenContainerLogRequest, ReopenContainerLogResponse> {

@@ -2,7 +2,7 @@
 // NOT_FOUND. A start that fails leaves the container EXITED with reason StartError.
 import { StartContainerResponse, type StartContainerRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function startContainer(deps: CriDeps): UnaryRpc<StartContainerRequest, StartContainerResponse> {

@@ -3,7 +3,7 @@
 // sandbox id, pid, snapshot key, runtime and the CRI config.
 import { ContainerConfig, ContainerStatusResponse, type ContainerStatusRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { toCriContainerStatus } from "./container-format.js";
 

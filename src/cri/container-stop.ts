@@ -2,7 +2,7 @@
 // Idempotent: stopping an unknown or stopped container succeeds.
 import { StopContainerResponse, type StopContainerRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function stopContainer(deps: CriDeps): UnaryRpc<StopContainerRequest, StopContainerResponse> {

@@ -2,7 +2,7 @@
 // container's status; an exited container is FAILED_PRECONDITION, unknown NOT_FOUND.
 import { UpdateContainerResourcesResponse, type UpdateContainerResourcesRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function updateContainerResources(deps: CriDeps): UnaryRpc<UpdateContainerResourcesRequest, UpdateContainerResourcesResponse> {

@@ -6,7 +6,7 @@ import type { SandboxService } from "../sandbox/sandbox-service.js";
 import type { ContainerService } from "../container/container-service.js";
 import type { AttachParams, ExecParams } from "../streaming/backend.js";
 import type { StatsApi } from "../stats/types.js";
-import type { ContainerEventHub } from "../events/container-events.js";
+import type { ContainerEventHub } from "../lifecycle-events/container-events.js";
 import type { PodService } from "../pod/pod-service.js";
 
 /** Where start-up recovery stands: until it is done, only Version and Status answer. */
@@ -34,7 +34,7 @@ export interface RuntimeFacts {
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */
 export interface CriDeps {
   config: Config;
-  containerd: ContainerdHealth;
+  containerdHealth: ContainerdHealth;
   network: NetworkService;
   images: ImageService;
   sandboxes: SandboxService;
@@ -43,6 +43,6 @@ export interface CriDeps {
   recovery: () => RecoveryState;
   streaming: StreamingUrls;
   stats: StatsApi;
-  events: ContainerEventHub;
+  lifecycleEvents: ContainerEventHub;
   runtime?: RuntimeFacts;
 }

@@ -1,7 +1,7 @@
 // Each record's encoded list item, kept while the record lives and its changing part (the
 // version: a container's or sandbox's state) stays the same. A kubelet lists everything every
 // second; at a full node almost nothing changed since the last time.
-import { repeatedMessageField, type Encoded } from "../server/pre-encoded.js";
+import { repeatedMessageField, type Encoded } from "../rpc/pre-encoded.js";
 
 export class EncodedItems<R extends object> {
   private readonly cache = new WeakMap<R, { version: unknown; bytes: Encoded }>();

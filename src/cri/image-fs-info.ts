@@ -1,7 +1,7 @@
 // ImageFsInfo: how much of the snapshotter's filesystem podshim's images and container
 // layers use (bytes and inodes), with its mountpoint, for the kubelet's image GC.
 import { ImageFsInfoResponse, type ImageFsInfoRequest } from "../gen/cri/runtime/v1/api.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function imageFsInfo(deps: CriDeps): UnaryRpc<ImageFsInfoRequest, ImageFsInfoResponse> {

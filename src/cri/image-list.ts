@@ -1,8 +1,8 @@
 // ListImages and StreamImages: every image; with a filter naming an image, just that one (or
 // none).
 import { Image, ListImagesResponse, type ImageFilter, type ListImagesRequest, type StreamImagesRequest } from "../gen/cri/runtime/v1/api.js";
-import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import type { PreEncoded } from "../server/pre-encoded.js";
+import type { StreamRpc, UnaryRpc } from "../rpc/handlers.js";
+import type { PreEncoded } from "../rpc/pre-encoded.js";
 import type { CriDeps } from "./deps.js";
 import { toCriImage } from "./image-format.js";
 import { sendListInBatches } from "./stream-list.js";

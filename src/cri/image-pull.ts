@@ -4,7 +4,7 @@
 // UNAUTHENTICATED. Pulling what is already there pulls again (the tag may have moved).
 import { PullImageResponse, type PullImageRequest } from "../gen/cri/runtime/v1/api.js";
 import { credentialsFromAuthConfig } from "../registry/auth.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { requireImage } from "./image-format.js";
 

@@ -1,7 +1,7 @@
 // RemoveImage: by tag, digest or ID. One of several tags only untags; the last tag, a digest
 // or the ID removes the image. Removing an image that is not there succeeds (idempotent).
 import { RemoveImageResponse, type RemoveImageRequest } from "../gen/cri/runtime/v1/api.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { requireImage } from "./image-format.js";
 

@@ -1,7 +1,7 @@
 // ImageStatus: an unknown image is not an error: the answer simply has no image (the kubelet
 // pulls on that). verbose adds the image config and where the image came from, as JSON.
 import { ImageStatusResponse, type ImageStatusRequest } from "../gen/cri/runtime/v1/api.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { requireImage, toCriImage } from "./image-format.js";
 

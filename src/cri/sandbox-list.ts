@@ -3,8 +3,8 @@
 // Each sandbox's encoded entry is reused until its state changes.
 import { PodSandbox, type ListPodSandboxRequest, type PodSandboxFilter, type StreamPodSandboxesRequest } from "../gen/cri/runtime/v1/api.js";
 import type { SandboxRecord } from "../sandbox/sandbox-store.js";
-import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import { PreEncoded, type Encoded } from "../server/pre-encoded.js";
+import type { StreamRpc, UnaryRpc } from "../rpc/handlers.js";
+import { PreEncoded, type Encoded } from "../rpc/pre-encoded.js";
 import type { CriDeps } from "./deps.js";
 import { EncodedItems, LastAnswer } from "./encoded-items.js";
 import { criSandboxState, matchesLabels, toCriSandbox } from "./sandbox-format.js";

@@ -3,7 +3,7 @@
 // path). The sandbox must be ready (FAILED_PRECONDITION), unknown is NOT_FOUND.
 import { PortForwardResponse, type PortForwardRequest } from "../gen/cri/runtime/v1/api.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { SandboxState } from "../sandbox/sandbox-store.js";
 

@@ -2,7 +2,7 @@
 // stopping what still runs. Idempotent: removing an unknown sandbox succeeds.
 import { RemovePodSandboxResponse, type RemovePodSandboxRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function removePodSandbox(deps: CriDeps): UnaryRpc<RemovePodSandboxRequest, RemovePodSandboxResponse> {

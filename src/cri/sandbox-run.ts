@@ -5,7 +5,7 @@
 // back with the plugin's own message and leaves nothing behind.
 import { RunPodSandboxResponse, type RunPodSandboxRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function runPodSandbox(deps: CriDeps): UnaryRpc<RunPodSandboxRequest, RunPodSandboxResponse> {

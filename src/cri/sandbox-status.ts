@@ -2,7 +2,7 @@
 // the pause pid, netns, runtime handler and the sandbox config as JSON under "info".
 import { PodSandboxConfig, PodSandboxStatusResponse, type PodSandboxStatusRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { toCriSandboxStatus } from "./sandbox-format.js";
 import { toCriContainerStatus } from "./container-format.js";

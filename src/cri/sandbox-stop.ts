@@ -2,7 +2,7 @@
 // releases the network namespace. Idempotent: an unknown or stopped sandbox is not an error.
 import { StopPodSandboxResponse, type StopPodSandboxRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function stopPodSandbox(deps: CriDeps): UnaryRpc<StopPodSandboxRequest, StopPodSandboxResponse> {

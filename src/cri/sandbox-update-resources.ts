@@ -4,7 +4,7 @@
 // the sandbox and records the new values in the log. An unknown sandbox is NOT_FOUND.
 import { UpdatePodSandboxResourcesResponse, type UpdatePodSandboxResourcesRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 
 export function updatePodSandboxResources(deps: CriDeps): UnaryRpc<UpdatePodSandboxResourcesRequest, UpdatePodSandboxResourcesResponse> {

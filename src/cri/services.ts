@@ -1,4 +1,4 @@
-import type { Handlers } from "../server/boundary.js";
+import type { Handlers } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { imageFsInfo } from "./image-fs-info.js";
 import { listImages, streamImages } from "./image-list.js";

@@ -3,8 +3,8 @@
 // cached writable layer usage: no containerd round trip per container. An id that matches
 // nothing gives an empty list.
 import { ContainerStats, ListContainerStatsResponse, type ListContainerStatsRequest, type StreamContainerStatsRequest } from "../gen/cri/runtime/v1/api.js";
-import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import type { PreEncoded } from "../server/pre-encoded.js";
+import type { StreamRpc, UnaryRpc } from "../rpc/handlers.js";
+import type { PreEncoded } from "../rpc/pre-encoded.js";
 import type { StatsDeps } from "../stats/types.js";
 import { sendListInBatches } from "./stream-list.js";
 

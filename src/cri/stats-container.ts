@@ -3,7 +3,7 @@
 // and writable layer only, as containerd does.
 import { ContainerStatsResponse, type ContainerStatsRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { StatsDeps } from "../stats/types.js";
 
 export function containerStats(deps: StatsDeps): UnaryRpc<ContainerStatsRequest, ContainerStatsResponse> {

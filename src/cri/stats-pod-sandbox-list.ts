@@ -1,8 +1,8 @@
 // ListPodSandboxStats and StreamPodSandboxStats: PodSandboxStats of every pod matching the
 // filter (id prefix, label selector), ready or not.
 import { ListPodSandboxStatsResponse, PodSandboxStats, type ListPodSandboxStatsRequest, type StreamPodSandboxStatsRequest } from "../gen/cri/runtime/v1/api.js";
-import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import type { PreEncoded } from "../server/pre-encoded.js";
+import type { StreamRpc, UnaryRpc } from "../rpc/handlers.js";
+import type { PreEncoded } from "../rpc/pre-encoded.js";
 import type { StatsDeps } from "../stats/types.js";
 import { sendListInBatches } from "./stream-list.js";
 

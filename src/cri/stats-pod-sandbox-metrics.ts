@@ -2,8 +2,8 @@
 // metrics, and per container its cgroup's and writable layer's, each with label values in the
 // order the descriptors give.
 import { ListPodSandboxMetricsResponse, PodSandboxMetrics, type ListPodSandboxMetricsRequest, type StreamPodSandboxMetricsRequest } from "../gen/cri/runtime/v1/api.js";
-import type { StreamRpc, UnaryRpc } from "../server/boundary.js";
-import type { PreEncoded } from "../server/pre-encoded.js";
+import type { StreamRpc, UnaryRpc } from "../rpc/handlers.js";
+import type { PreEncoded } from "../rpc/pre-encoded.js";
 import type { StatsDeps } from "../stats/types.js";
 import { sendListInBatches } from "./stream-list.js";
 

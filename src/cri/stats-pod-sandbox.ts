@@ -3,7 +3,7 @@
 // that is not ready answers with what is left to measure (no network).
 import { PodSandboxStatsResponse, type PodSandboxStatsRequest } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { StatsDeps } from "../stats/types.js";
 
 export function podSandboxStats(deps: StatsDeps): UnaryRpc<PodSandboxStatsRequest, PodSandboxStatsResponse> {

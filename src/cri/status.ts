@@ -2,7 +2,7 @@
 // is loaded and its plugins exist. Neither failing is an error of the call: the conditions
 // carry the reason and a message for the operator. verbose adds the details as JSON.
 import { StatusResponse, type StatusRequest } from "../gen/cri/runtime/v1/api.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 import type { CriDeps } from "./deps.js";
 import { nodeAppArmor, type AppArmorState } from "../oci/apparmor.js";
 
@@ -15,7 +15,7 @@ import { RUNTIME_COMMIT, RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
 export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
   return async (req) => {
     // nodeAppArmor() also loads podshim-default, once, at the kubelet's first Status.
-    const [containerd, network, handlers, apparmor] = await Promise.all([deps.containerd.check(), deps.network.network(), deps.sandboxes.handlerFeatures(), nodeAppArmor()]);
+    const [containerd, network, handlers, apparmor] = await Promise.all([deps.containerdHealth.check(), deps.network.loadNetworkConfig(), deps.sandboxes.handlerFeatures(), nodeAppArmor()]);
     const info: Record<string, string> = {};
     if (req.verbose) {
       info.containerd = JSON.stringify(containerd.ready

@@ -2,7 +2,7 @@
 // result as the unary call, taken at one moment, sent as consecutive messages of at most
 // BATCH_BYTES each so that no message nears the 16 MiB gRPC limit however many items there
 // are. Each response message has one field, the repeated items, as in the unary response.
-import { batchesOf, PreEncoded, repeatedMessageField, type Encoded } from "../server/pre-encoded.js";
+import { batchesOf, PreEncoded, repeatedMessageField, type Encoded } from "../rpc/pre-encoded.js";
 
 export const BATCH_BYTES = 1024 * 1024;
 

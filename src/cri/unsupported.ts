@@ -3,19 +3,19 @@
 // Checkpoint/restore needs CRIU driven through the runtime and an archive format that
 // podshim does not produce.
 import { UnimplementedError } from "../errors/errors.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 
-function refuse(message: string): UnaryRpc {
+function refuse(message: string): UnaryRpc<unknown, never> {
   return async () => {
     throw new UnimplementedError(message);
   };
 }
 
-export const checkpointContainer = (): UnaryRpc =>
+export const checkpointContainer = (): UnaryRpc<unknown, never> =>
   refuse("CheckpointContainer is not supported by podshim: it has no CRIU checkpoint/restore support (the kubelet's ContainerCheckpoint feature needs a runtime that has)");
 
-export const checkpointPod = (): UnaryRpc =>
+export const checkpointPod = (): UnaryRpc<unknown, never> =>
   refuse("CheckpointPod is not supported by podshim: it has no CRIU checkpoint/restore support");
 
-export const restorePod = (): UnaryRpc =>
+export const restorePod = (): UnaryRpc<unknown, never> =>
   refuse("RestorePod is not supported by podshim: it has no CRIU checkpoint/restore support");

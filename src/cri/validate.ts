@@ -13,7 +13,8 @@ import {
   type PodSandboxConfig,
 } from "../gen/cri/runtime/v1/api.js";
 import { sysctlNamespace } from "../oci/sysctl.js";
-import type { Handlers, StreamRpc, UnaryRpc } from "../server/boundary.js";
+import type * as cri from "../gen/cri/runtime/v1/api.js";
+import type { AnyStreamRpc, AnyUnaryRpc, Handlers } from "../rpc/handlers.js";
 
 // Case is not enforced: the kubelet sends lower case, but critest names its pods with capitals.
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/i;
@@ -209,58 +210,57 @@ export function checkContainerConfig(rpc: string, c: ContainerConfig | undefined
   checkContainerSecurity(rpc, c.linux?.securityContext);
 }
 
-type Check = (req: any) => void;
-
 // What each RPC checks beyond NUL bytes. Absent = NUL bytes only.
-const CHECKS: Readonly<Record<string, Check>> = Object.freeze({
-  RunPodSandbox: (r) => checkSandboxConfig("RunPodSandbox", r.config),
-  StopPodSandbox: (r) => checkId("StopPodSandbox", "pod_sandbox_id", r.podSandboxId),
-  RemovePodSandbox: (r) => checkId("RemovePodSandbox", "pod_sandbox_id", r.podSandboxId),
-  PodSandboxStatus: (r) => checkId("PodSandboxStatus", "pod_sandbox_id", r.podSandboxId),
-  PodSandboxStats: (r) => checkId("PodSandboxStats", "pod_sandbox_id", r.podSandboxId),
-  CreateContainer: (r) => {
+const CHECKS = Object.freeze({
+  RunPodSandbox: (r: cri.RunPodSandboxRequest) => checkSandboxConfig("RunPodSandbox", r.config),
+  StopPodSandbox: (r: cri.StopPodSandboxRequest) => checkId("StopPodSandbox", "pod_sandbox_id", r.podSandboxId),
+  RemovePodSandbox: (r: cri.RemovePodSandboxRequest) => checkId("RemovePodSandbox", "pod_sandbox_id", r.podSandboxId),
+  PodSandboxStatus: (r: cri.PodSandboxStatusRequest) => checkId("PodSandboxStatus", "pod_sandbox_id", r.podSandboxId),
+  PodSandboxStats: (r: cri.PodSandboxStatsRequest) => checkId("PodSandboxStats", "pod_sandbox_id", r.podSandboxId),
+  CreateContainer: (r: cri.CreateContainerRequest) => {
     checkId("CreateContainer", "pod_sandbox_id", r.podSandboxId);
     checkContainerConfig("CreateContainer", r.config);
   },
-  StartContainer: (r) => checkId("StartContainer", "container_id", r.containerId),
-  StopContainer: (r) => {
+  StartContainer: (r: cri.StartContainerRequest) => checkId("StartContainer", "container_id", r.containerId),
+  StopContainer: (r: cri.StopContainerRequest) => {
     checkId("StopContainer", "container_id", r.containerId);
     checkRange("StopContainer", "timeout", r.timeout, -1n, 1n << 40n);
   },
-  RemoveContainer: (r) => checkId("RemoveContainer", "container_id", r.containerId),
-  ContainerStatus: (r) => checkId("ContainerStatus", "container_id", r.containerId),
-  ContainerStats: (r) => checkId("ContainerStats", "container_id", r.containerId),
-  ReopenContainerLog: (r) => checkId("ReopenContainerLog", "container_id", r.containerId),
-  UpdateContainerResources: (r) => {
+  RemoveContainer: (r: cri.RemoveContainerRequest) => checkId("RemoveContainer", "container_id", r.containerId),
+  ContainerStatus: (r: cri.ContainerStatusRequest) => checkId("ContainerStatus", "container_id", r.containerId),
+  ContainerStats: (r: cri.ContainerStatsRequest) => checkId("ContainerStats", "container_id", r.containerId),
+  ReopenContainerLog: (r: cri.ReopenContainerLogRequest) => checkId("ReopenContainerLog", "container_id", r.containerId),
+  UpdateContainerResources: (r: cri.UpdateContainerResourcesRequest) => {
     checkId("UpdateContainerResources", "container_id", r.containerId);
     checkResources("UpdateContainerResources", "linux", r.linux);
   },
-  ExecSync: (r) => {
+  ExecSync: (r: cri.ExecSyncRequest) => {
     checkId("ExecSync", "container_id", r.containerId);
     checkRange("ExecSync", "timeout", r.timeout, 0n, 1n << 40n);
   },
-  Exec: (r) => checkId("Exec", "container_id", r.containerId),
-  Attach: (r) => checkId("Attach", "container_id", r.containerId),
-  PortForward: (r) => checkId("PortForward", "pod_sandbox_id", r.podSandboxId),
-  PullImage: (r) => {
+  Exec: (r: cri.ExecRequest) => checkId("Exec", "container_id", r.containerId),
+  Attach: (r: cri.AttachRequest) => checkId("Attach", "container_id", r.containerId),
+  PortForward: (r: cri.PortForwardRequest) => checkId("PortForward", "pod_sandbox_id", r.podSandboxId),
+  PullImage: (r: cri.PullImageRequest) => {
     // Tokens travel as HTTP header values: printable ASCII only.
     for (const f of ["registryToken", "identityToken", "auth"] as const) {
       const v = (r.auth?.[f] ?? "") as string;
       if (!/^[\x20-\x7e]*$/.test(v)) fail(`PullImage: auth.${f} must be printable ASCII`);
     }
   },
-});
+} satisfies Record<string, (req: never) => void>);
 
 /** Checks one request of `rpc`; throws InvalidArgumentError naming the field. */
 export function validateRequest(rpc: string, req: unknown): void {
   checkNoNul(req, "", rpc);
-  CHECKS[rpc]?.(req);
+  // The transport decoded req with rpc's own deserializer, so it is the type rpc's check takes.
+  (CHECKS as Readonly<Record<string, ((req: unknown) => void) | undefined>>)[rpc]?.(req);
 }
 
 /** The same handlers, each validating its request before it runs. */
 export function withValidation(h: Partial<Handlers>): Partial<Handlers> {
-  const unary: Record<string, UnaryRpc> = {};
-  const stream: Record<string, StreamRpc> = {};
+  const unary: Record<string, AnyUnaryRpc> = {};
+  const stream: Record<string, AnyStreamRpc> = {};
   for (const [rpc, fn] of Object.entries(h.unary ?? {})) {
     unary[rpc] = async (req, ctx) => {
       validateRequest(rpc, req);

@@ -2,7 +2,7 @@
 // identify podshim even while containerd is down.
 import { VersionResponse, type VersionRequest } from "../gen/cri/runtime/v1/api.js";
 import { CRI_API_VERSION, KUBELET_API_VERSION, RUNTIME_NAME, RUNTIME_VERSION_WITH_COMMIT } from "../version.js";
-import type { UnaryRpc } from "../server/boundary.js";
+import type { UnaryRpc } from "../rpc/handlers.js";
 
 export function version(): UnaryRpc<VersionRequest, VersionResponse> {
   return async () =>

@@ -4,7 +4,7 @@ import { ImageRecords } from "../containerd/images.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { IntrospectionService } from "../gen/containerd/services/introspection/v1/introspection.js";
 import { CanceledError, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { RegistryCredentials } from "../registry/auth.js";
 import { ImageStore, repoTagsAndDigests, type ImageEntry } from "./image-store.js";
 import { documentMediaType, isIndex, parseConfig, parseIndex, parseManifest, selectManifest } from "./manifest.js";

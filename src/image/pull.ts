@@ -5,7 +5,7 @@ import { withLease } from "../containerd/leases.js";
 import { LeasesService } from "../gen/containerd/services/leases/v1/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { CanceledError, ErrorKind, isKind, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { RegistryCredentials } from "../registry/auth.js";
 import type { RegistryClient, RegistrySource } from "../registry/client.js";
 import { checkLayerTypes, documentMediaType, isIndex, parseConfig, parseIndex, parseManifest, selectManifest, type ImageConfig } from "./manifest.js";

@@ -3,7 +3,7 @@
 // meant for loopback or a node-local scraper; it carries nothing secret and accepts nothing.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { registry } from "./metrics.js";
 
 export interface MetricsServerOptions {

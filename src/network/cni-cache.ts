@@ -23,12 +23,13 @@ export interface CniCacheEntry {
 
 const POD_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 
-/** One JSON file per pod under <stateDir>/cni, written atomically. */
+/** One JSON file per pod under <dir>/cni, written atomically; podshim keeps it under --root,
+ * which outlives a reboot as host-local's leases do. */
 export class CniResultCache {
   readonly dir: string;
 
-  constructor(stateDir: string) {
-    this.dir = join(stateDir, "cni");
+  constructor(parentDir: string) {
+    this.dir = join(parentDir, "cni");
   }
 
   path(podId: string): string {

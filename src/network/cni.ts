@@ -3,7 +3,7 @@
 // means. The plugins do the networking; this file only drives them.
 import { basename } from "node:path";
 import { FailedPreconditionError, InternalError, InvalidArgumentError } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { CniBandwidth } from "./bandwidth.js";
 import { findPlugin, type CniNetwork } from "./cni-config.js";
 import { runProgram, withSbinPath } from "../util/exec.js";

@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { FailedPreconditionError, InvalidArgumentError, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { bandwidthFromAnnotations } from "./bandwidth.js";
 import { CniResultCache, type CniCacheEntry } from "./cni-cache.js";
@@ -87,7 +87,7 @@ export class NetworkService {
     if (this.opts.rootDir && this.opts.rootDir !== this.opts.stateDir) await this.cniCache.adopt(join(this.opts.stateDir, "cni"));
   }
 
-  async network(): Promise<CniLoadResult> {
+  async loadNetworkConfig(): Promise<CniLoadResult> {
     if (this.cached && Date.now() - this.cached.at < RELOAD_MS) return this.cached.result;
     const result = await loadCniNetwork(this.opts.cniConfDir, this.opts.cniBinDirs);
     this.cached = { at: Date.now(), result };
@@ -116,7 +116,7 @@ export class NetworkService {
    * annotation; CniPluginError (an InternalError) carrying the plugin's message verbatim.
    */
   async setUpPod(pod: PodNetworkRequest, opts: { signal?: AbortSignal } = {}): Promise<PodNetworkResult> {
-    const loaded = await this.network();
+    const loaded = await this.loadNetworkConfig();
     if (!loaded.ok) throw new FailedPreconditionError(loaded.message);
     const net = loaded.network;
     const rt: CniRuntimeArgs = {
@@ -188,7 +188,7 @@ export class NetworkService {
         net = { ...entry.network };
         rt = { ...entry.runtime, netns };
       } else {
-        const loaded = await this.network();
+        const loaded = await this.loadNetworkConfig();
         if (!loaded.ok) {
           log.warn({ reason: loaded.message }, "no CNI cache entry and no usable network config: nothing to DEL");
           return;
@@ -202,7 +202,7 @@ export class NetworkService {
       } catch (err) {
         // A config the plugin cannot even parse fails DEL as it failed ADD, and the cache
         // would replay it forever. Once the operator has fixed the file, DEL with that.
-        const current = entry ? await this.network() : undefined;
+        const current = entry ? await this.loadNetworkConfig() : undefined;
         if (!current?.ok || samePlugins(current.network, net)) throw err;
         log.warn({ err: messageOf(err), file: current.network.file }, "CNI DEL with the cached config failed; trying the current config");
         await this.cni.del(current.network, rt, entry?.result, opts);

@@ -1,5 +1,6 @@
-// Which sysctls a pod may set: only those scoped to a namespace the pod owns, since the same
-// write in a namespace shared with the node would change the node for everyone.
+// Sysctls by the namespace they live in. A namespaced one in a namespace the pod shares with the
+// node would change the node for everyone, so checkSysctls refuses it; node-wide ones never get
+// this far (cri/validate.ts refuses them at the boundary).
 import { InvalidArgumentError } from "../errors/errors.js";
 
 /** The namespace a sysctl belongs to, by the kubelet's table; undefined for node-wide ones. */

@@ -9,7 +9,7 @@ import type { Snapshots } from "../containerd/snapshots.js";
 import type { ContainerService } from "../container/container-service.js";
 import { messageOf } from "../errors/errors.js";
 import { Kind } from "../gen/containerd/services/snapshots/v1/snapshots.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { deleteNetns, NETNS_RUN_DIR } from "../network/netns.js";
 import type { NetworkService } from "../network/network-service.js";
 import { SANDBOX_INTENT_FILE, type SandboxIntent, type SandboxService } from "../sandbox/sandbox-service.js";

@@ -19,7 +19,7 @@ import { parseDigest, refString } from "../image/reference.js";
 import type { ImageRef } from "../image/reference.js";
 import { MediaType, isIndex, isManifest } from "../image/types.js";
 import type { Descriptor } from "../image/types.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
 import { RegistryAuth, pullScope } from "./auth.js";
 import type { AuthContext, AuthHttp, AuthHttpRequest, RegistryCredentials } from "./auth.js";

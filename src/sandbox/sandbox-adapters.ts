@@ -4,7 +4,7 @@ import { withLease } from "../containerd/leases.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks } from "../containerd/tasks.js";
 import type { ImageService } from "../image/image-service.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { createNetns, deleteNetns } from "../network/netns.js";
 import type { NetworkService } from "../network/network-service.js";
 import { mountTmpfs, unmountAndRemove } from "../util/mount.js";

@@ -6,16 +6,16 @@ import type { RuntimeHandlerConfig } from "../config/runtimes.js";
 import type { Container } from "../containerd/containers.js";
 import { TaskStatusCode } from "../containerd/tasks.js";
 import { InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors/errors.js";
-import { NamespaceMode, PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
+import { NamespaceMode, type PodSandboxConfig } from "../gen/cri/runtime/v1/api.js";
 import { Options as RuncOptions } from "../gen/containerd/types/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import type { TaskEvent } from "../containerd/events.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { netnsNameFor } from "../network/netns.js";
 import { CleanupStack } from "../util/cleanup.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 import { buildSandboxSpec } from "./sandbox-spec.js";
-import { LifecycleEvent, type ContainerEventHub } from "../events/container-events.js";
+import { LifecycleEvent, type ContainerEventHub } from "../lifecycle-events/container-events.js";
 import { runtimeDefaultSeccomp } from "../oci/seccomp.js";
 import { checkSeccompLoadable } from "../oci/seccomp-check.js";
 import { loadLocalhostSeccomp } from "../oci/seccomp-files.js";
@@ -30,6 +30,8 @@ import { retryTransient } from "../util/retry.js";
 import { writeJsonAtomic } from "../util/atomic-file.js";
 import { nowUnixNanos } from "../util/clock.js";
 import { timeStep } from "../metrics/metrics.js";
+import type { ImageEntry } from "../image/image-store.js";
+import type { Spec } from "../oci/spec-types.js";
 
 // Labels and the extension podshim puts on a sandbox's containerd container: the kind (so
 // recovery finds sandboxes), the pod identity for people using ctr, and the record itself.
@@ -59,7 +61,7 @@ export interface SandboxServiceOptions {
   adapters: SandboxAdapters;
   logger: Logger;
   /** Where lifecycle transitions are announced (GetContainerEvents). */
-  events?: ContainerEventHub;
+  lifecycleEvents?: ContainerEventHub;
   /** Aborted when podshim is shutting down and in-flight work must be cut off and undone. */
   shutdown?: AbortSignal;
 }
@@ -197,7 +199,7 @@ export class SandboxService {
     if (rec.state === SandboxState.Ready) {
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
-      this.opts.events?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
+      this.opts.lifecycleEvents?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
       this.log.info({ sandbox: rec.id, exitStatus: event.exitStatus }, "pause container exited; sandbox not ready");
     }
   }
@@ -244,8 +246,8 @@ export class SandboxService {
         this.step("sandbox.reserved");
         const rec = await this.create(id, nameKey, config, runtimeHandler, handler, cleanup, log);
         cleanup.dismiss();
-        this.opts.events?.publish(id, id, LifecycleEvent.Created);
-        this.opts.events?.publish(id, id, LifecycleEvent.Started);
+        this.opts.lifecycleEvents?.publish(id, id, LifecycleEvent.Created);
+        this.opts.lifecycleEvents?.publish(id, id, LifecycleEvent.Started);
         return rec;
       } catch (err) {
         const left = await cleanup.unwind();
@@ -267,109 +269,148 @@ export class SandboxService {
     if (this.opts.shutdown?.aborted) throw new UnavailableError("podshim is shutting down: RunPodSandbox was cut off and undone; retry it");
   }
 
+  /**
+   * RunPodSandbox's work, in its order: the pod's dir, netns and /dev/shm, its files, the pause
+   * spec; then CNI ADD while the pause container is created and started. Each step registers
+   * its undo on `cleanup` before it acts.
+   */
   private async create(id: string, nameKey: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, cleanup: CleanupStack, log: Logger): Promise<SandboxRecord> {
-    const snapshots = this.a.snapshots;
     const createdAt = nowUnixNanos();
-    const pullDeadline = AbortSignal.timeout(PAUSE_PULL_TIMEOUT_MS);
-    const pause = await this.a.images.ensurePauseImage(this.opts.shutdown ? AbortSignal.any([pullDeadline, this.opts.shutdown]) : pullDeadline);
-    const dir = this.sandboxDir(id);
+    const pause = await this.pauseImage();
     const nsOpts = config.linux?.securityContext?.namespaceOptions;
     const hostNetwork = nsOpts?.network === NamespaceMode.NODE;
     const netnsName = hostNetwork ? "" : netnsNameFor(id);
+    const dir = await this.makeSandboxDir(id, netnsName, cleanup);
+    const netnsPath = hostNetwork ? "" : await this.pinNetns(netnsName, cleanup);
+    const shm = nsOpts?.ipc === NamespaceMode.NODE ? undefined : await this.mountPodShm(id, cleanup);
+    const { files, hostname } = await this.writePodFiles(dir, config, hostNetwork, shm);
+    const spec = await this.pauseSpec(id, config, runtimeHandler, handler, pause.config, netnsPath, files);
+    const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };
+
+    // Both halves must settle before a failure unwinds: each registers its own undos.
+    const [net, pid] = await Promise.allSettled([
+      hostNetwork ? Promise.resolve([]) : this.setUpPodNetwork(rec, cleanup),
+      this.startPauseContainer(rec, pause, spec, handler, cleanup),
+    ]);
+    if (net.status === "rejected") throw net.reason;
+    if (pid.status === "rejected") throw pid.reason;
+    await this.markReady(rec, net.value, pid.value, files.hosts, hostname);
+    log.info({ ips: rec.ips, pid: rec.pid, netns: netnsPath || "host" }, "sandbox ready");
+    return rec;
+  }
+
+  /** The pause image, pulled if missing: bounded by its own deadline and by shutdown. */
+  private pauseImage(): Promise<ImageEntry> {
+    const pullDeadline = AbortSignal.timeout(PAUSE_PULL_TIMEOUT_MS);
+    return this.a.images.ensurePauseImage(this.opts.shutdown ? AbortSignal.any([pullDeadline, this.opts.shutdown]) : pullDeadline);
+  }
+
+  /** The sandbox's dir under --root, with the intent file the sweep reads after a crash. */
+  private async makeSandboxDir(id: string, netnsName: string, cleanup: CleanupStack): Promise<string> {
+    const dir = this.sandboxDir(id);
     await mkdir(dir, { recursive: true, mode: 0o711 });
     cleanup.push("remove sandbox dir", () => rm(dir, { recursive: true, force: true }));
     const intent: SandboxIntent = { version: 1, id, netns: netnsName };
     await writeJsonAtomic(join(dir, SANDBOX_INTENT_FILE), intent);
     this.step("sandbox.dir-made");
+    return dir;
+  }
 
-    let netnsPath = "";
-    if (!hostNetwork) {
-      netnsPath = await timeStep("run_pod_sandbox", "netns", () => this.a.netns.create(netnsName));
-      cleanup.push("delete netns", () => this.a.netns.delete(netnsPath));
-      this.step("sandbox.netns-pinned");
-    }
+  private async pinNetns(netnsName: string, cleanup: CleanupStack): Promise<string> {
+    const netnsPath = await timeStep("run_pod_sandbox", "netns", () => this.a.netns.create(netnsName));
+    cleanup.push("delete netns", () => this.a.netns.delete(netnsPath));
+    this.step("sandbox.netns-pinned");
+    return netnsPath;
+  }
 
-    // One /dev/shm for the whole pod: a tmpfs the pause container and (later) every app
-    // container mount, unless the pod uses the host's IPC namespace.
-    let shm: string | undefined;
-    if (nsOpts?.ipc !== NamespaceMode.NODE) {
-      shm = this.shmPath(id);
-      cleanup.push("unmount shm", () => this.releaseStateDir(id));
-      await this.a.mounts.tmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
-      this.step("sandbox.shm-mounted");
-    }
+  /** One /dev/shm for the whole pod: a tmpfs the pause container and every app container mount. */
+  private async mountPodShm(id: string, cleanup: CleanupStack): Promise<string> {
+    const shm = this.shmPath(id);
+    cleanup.push("unmount shm", () => this.releaseStateDir(id));
+    await this.a.mounts.tmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
+    this.step("sandbox.shm-mounted");
+    return shm;
+  }
+
+  /** hostname and resolv.conf now; hosts waits for the pod's IPs (markReady). */
+  private async writePodFiles(dir: string, config: PodSandboxConfig, hostNetwork: boolean, shm: string | undefined): Promise<{ files: SandboxFilePaths; hostname: string }> {
     const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf"), ...(shm ? { shm } : {}) };
     // A host-network pod without a hostname of its own has the node's, as uname shows it.
     const nodeHostname = hostNetwork ? (await readFile("/etc/hostname", "utf8").catch(() => "localhost")).trim() : "";
     const hostnameFile = renderHostname(hostNetwork ? config.hostname : config.hostname || config.metadata!.name, nodeHostname);
-    const hostname = hostnameFile.trimEnd();
     await writeFile(files.hostname, hostnameFile, { mode: 0o644 });
     await writeFile(files.resolvConf, renderResolvConf(config.dnsConfig, await readFile("/etc/resolv.conf", "utf8").catch(() => "")), { mode: 0o644 });
+    return { files, hostname: hostnameFile.trimEnd() };
+  }
 
+  /** The pause container's OCI spec; a seccomp profile runc could not load is refused now. */
+  private async pauseSpec(id: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, image: ImageEntry["config"], netnsPath: string, files: SandboxFilePaths): Promise<Spec> {
     const spec = buildSandboxSpec({
-      id, config, image: pause.config, netnsPath: hostNetwork ? undefined : netnsPath, runtimeHandler,
+      id, config, image, netnsPath: netnsPath || undefined, runtimeHandler,
       cgroupDriver: this.opts.config.cgroupDriver, restrictOomScoreAdj: this.opts.config.restrictOomScoreAdj,
       currentOomScoreAdj: Number((await readFile("/proc/self/oom_score_adj", "utf8")).trim()), files,
       defaultSeccomp: runtimeDefaultSeccomp(defaultCapabilities(), process.arch, this.opts.config.seccompDefaultProfile),
       localhostSeccomp: await loadLocalhostSeccomp(config.linux?.securityContext),
+      ...(handler.podAnnotations ? { podAnnotations: handler.podAnnotations } : {}),
+      unprivilegedPorts: this.opts.config.enableUnprivilegedPorts,
+      unprivilegedIcmp: this.opts.config.enableUnprivilegedIcmp,
     });
     if (spec.linux.seccomp !== undefined) await checkSeccompLoadable(spec.linux.seccomp);
-    const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };
+    return spec;
+  }
 
-    const network = (async () => {
-      if (hostNetwork) return { ips: [] as string[] };
-      cleanup.push("CNI DEL", () => this.a.network.tearDownPod(id, netnsPath));
-      const m = config.metadata!;
-      const res = await timeStep("run_pod_sandbox", "cni_add", () => this.a.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations }));
-      this.step("sandbox.cni-added");
-      return res;
-    })();
+  /** CNI ADD into the pinned netns; resolves to the pod's IPs. */
+  private async setUpPodNetwork(rec: SandboxRecord, cleanup: CleanupStack): Promise<string[]> {
+    const { id, netnsPath, config } = rec;
+    cleanup.push("CNI DEL", () => this.a.network.tearDownPod(id, netnsPath));
+    const m = config.metadata!;
+    const res = await timeStep("run_pod_sandbox", "cni_add", () => this.a.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations }));
+    this.step("sandbox.cni-added");
+    return res.ips;
+  }
 
-    const pauseContainer = (async () => {
-      // The lease keeps the fresh snapshot from the garbage collector until the container
-      // record refers to it.
-      const mounts = await this.a.withLease("sandbox", async (lease) => {
-        cleanup.push("remove snapshot", () => snapshots.remove(id));
-        const m = await snapshots.prepare(id, pause.chainId, {}, { lease });
-        this.step("sandbox.snapshot-prepared");
-        cleanup.push("delete container", () => this.containers.delete(id));
-        await this.containers.create({
-          id, image: [...pause.names][0] ?? pause.id, spec, snapshotter: snapshots.snapshotter, snapshotKey: id,
-          labels: { [SandboxLabel.kind]: "sandbox", [SandboxLabel.podName]: config.metadata!.name, [SandboxLabel.podNamespace]: config.metadata!.namespace, [SandboxLabel.podUid]: config.metadata!.uid },
-          runtime: { name: handler.runtimeType, ...(runcOptions(handler) ? { options: runcOptions(handler)! } : {}) },
-          extensions: { [SANDBOX_RECORD_EXTENSION]: encodeSandboxRecord({ ...rec, complete: false }) },
-        }, { lease });
-        this.step("sandbox.container-recorded");
-        return m;
-      });
-      // In the index (unlisted) before the pause starts, so an exit during start is seen.
-      this.store.add(rec);
-      cleanup.push("unindex", async () => this.store.delete(id));
-      cleanup.push("delete task", () => this.tasks.undoCreate(id, STOP_WAIT_MS));
-      await timeStep("run_pod_sandbox", "pause_create", () => this.tasks.create(id, mounts));
-      this.step("sandbox.task-created");
-      const pid = await timeStep("run_pod_sandbox", "pause_start", () => this.tasks.start(id));
-      this.step("sandbox.task-started");
-      return pid;
-    })();
+  /** Snapshot, containerd container and task of the pause container; resolves to its pid. */
+  private async startPauseContainer(rec: SandboxRecord, pause: ImageEntry, spec: Spec, handler: RuntimeHandlerConfig, cleanup: CleanupStack): Promise<number> {
+    const { id, config } = rec;
+    const snapshots = this.a.snapshots;
+    // The lease keeps the fresh snapshot from the garbage collector until the container
+    // record refers to it.
+    const mounts = await this.a.withLease("sandbox", async (lease) => {
+      cleanup.push("remove snapshot", () => snapshots.remove(id));
+      const m = await snapshots.prepare(id, pause.chainId, {}, { lease });
+      this.step("sandbox.snapshot-prepared");
+      cleanup.push("delete container", () => this.containers.delete(id));
+      await this.containers.create({
+        id, image: [...pause.names][0] ?? pause.id, spec, snapshotter: snapshots.snapshotter, snapshotKey: id,
+        labels: { [SandboxLabel.kind]: "sandbox", [SandboxLabel.podName]: config.metadata!.name, [SandboxLabel.podNamespace]: config.metadata!.namespace, [SandboxLabel.podUid]: config.metadata!.uid },
+        runtime: { name: handler.runtimeType, ...(runcOptions(handler) ? { options: runcOptions(handler)! } : {}) },
+        extensions: { [SANDBOX_RECORD_EXTENSION]: encodeSandboxRecord({ ...rec, complete: false }) },
+      }, { lease });
+      this.step("sandbox.container-recorded");
+      return m;
+    });
+    // In the index (unlisted) before the pause starts, so an exit during start is seen.
+    this.store.add(rec);
+    cleanup.push("unindex", async () => this.store.delete(id));
+    cleanup.push("delete task", () => this.tasks.undoCreate(id, STOP_WAIT_MS));
+    await timeStep("run_pod_sandbox", "pause_create", () => this.tasks.create(id, mounts));
+    this.step("sandbox.task-created");
+    const pid = await timeStep("run_pod_sandbox", "pause_start", () => this.tasks.start(id));
+    this.step("sandbox.task-started");
+    return pid;
+  }
 
-    // Both halves must settle before a failure unwinds: each registers its own undos.
-    const [net, pid] = await Promise.allSettled([network, pauseContainer]);
-    if (net.status === "rejected") throw net.reason;
-    if (pid.status === "rejected") throw pid.reason;
-    const ips = net.value.ips;
-
+  /** /etc/hosts with the pod's IPs, the record marked complete, and the sandbox Ready. */
+  private async markReady(rec: SandboxRecord, ips: string[], pid: number, hostsFile: string, hostname: string): Promise<void> {
     // CRI has no host aliases for the sandbox (the kubelet writes those into its own hosts file).
-    await writeFile(files.hosts, renderHosts(ips, hostname, []), { mode: 0o644 });
-    await this.containers.setExtension(id, SANDBOX_RECORD_EXTENSION, encodeSandboxRecord({ ...rec, ips, complete: true }));
+    await writeFile(hostsFile, renderHosts(ips, hostname, []), { mode: 0o644 });
+    await this.containers.setExtension(rec.id, SANDBOX_RECORD_EXTENSION, encodeSandboxRecord({ ...rec, ips, complete: true }));
     this.step("sandbox.ready");
-    if (rec.exitedWhileCreating) throw new InternalError(`the pause container of pod sandbox ${id} exited while the sandbox was being started`);
+    if (rec.exitedWhileCreating) throw new InternalError(`the pause container of pod sandbox ${rec.id} exited while the sandbox was being started`);
     rec.ips = ips;
-    rec.pid = pid.value;
+    rec.pid = pid;
     rec.state = SandboxState.Ready;
     rec.creating = false;
-    log.info({ ips, pid: pid.value, netns: netnsPath || "host" }, "sandbox ready");
-    return rec;
   }
 
   /**
@@ -392,7 +433,7 @@ export class SandboxService {
       // Every step ran to its end; the kubelet retries a failed stop.
       const failed = steps.find((r) => r.status === "rejected");
       if (failed) throw failed.reason;
-      if (rec.state === SandboxState.Ready) this.opts.events?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
+      if (rec.state === SandboxState.Ready) this.opts.lifecycleEvents?.publish(rec.id, rec.id, LifecycleEvent.Stopped);
       rec.state = SandboxState.NotReady;
       rec.pid = 0;
       if (rec.netnsPath) {
@@ -414,7 +455,7 @@ export class SandboxService {
       await rm(found.dir, { recursive: true, force: true });
       await this.releaseStateDir(found.id);
       this.store.delete(found.id);
-      this.opts.events?.publish(found.id, found.id, LifecycleEvent.Deleted);
+      this.opts.lifecycleEvents?.publish(found.id, found.id, LifecycleEvent.Deleted);
     });
   }
 

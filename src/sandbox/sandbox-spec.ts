@@ -48,8 +48,6 @@ export interface SandboxSpecInput {
   /** podshim's own /proc/self/oom_score_adj, read by the caller. */
   currentOomScoreAdj: number;
   files: SandboxFilePaths;
-  /** Give the pause container its own cgroup namespace: only sensible on cgroup v2. */
-  cgroupNamespace?: boolean;
   /** Recorded as io.kubernetes.cri.podsandbox.image-name, as containerd 2 does. */
   imageName?: string;
   /** The runtime default seccomp profile; absent = RuntimeDefault means unconfined. */
@@ -173,7 +171,6 @@ function sandboxNamespaces(
     if (n.type === NamespaceType.Network) n.path = input.netnsPath;
     out.push(n);
   }
-  if (input.cgroupNamespace) out.push({ type: NamespaceType.Cgroup });
   return out;
 }
 

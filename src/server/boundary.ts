@@ -1,25 +1,8 @@
 import { status as Status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream, type UntypedServiceImplementation, type ServiceDefinition } from "@grpc/grpc-js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
+import type { AnyStreamRpc, AnyUnaryRpc, Handlers, RpcContext, StreamRpc, UnaryRpc } from "../rpc/handlers.js";
 import { CanceledError, PodshimError } from "../errors/errors.js";
 import { codeName, toGrpcStatus } from "./status.js";
-
-/** What every CRI handler gets besides its request. */
-export interface RpcContext {
-  log: Logger;
-  /** Aborted when the client cancels or its deadline passes. */
-  signal: AbortSignal;
-  /** The client's deadline in epoch ms, when it gave one. */
-  deadline?: number;
-}
-
-export type UnaryRpc<Req = any, Res = any> = (request: Req, ctx: RpcContext) => Promise<Res>;
-/** A server-streaming handler writes through `send` and resolves when the stream is complete. */
-export type StreamRpc<Req = any, Res = any> = (request: Req, send: (msg: Res) => Promise<void>, ctx: RpcContext) => Promise<void>;
-
-export interface Handlers {
-  unary: Record<string, UnaryRpc>;
-  stream: Record<string, StreamRpc>;
-}
 
 export interface BoundaryOptions {
   /** Service name for logs and messages ("RuntimeService"). */
@@ -39,11 +22,10 @@ export interface BoundaryOptions {
 export class InFlightCalls {
   private readonly running = new Set<Promise<unknown>>();
 
-  track<T>(work: Promise<T>): Promise<T> {
+  track(work: Promise<unknown>): void {
     this.running.add(work);
     const forget = () => this.running.delete(work);
     work.then(forget, forget);
-    return work;
   }
 
   get size(): number {
@@ -97,7 +79,7 @@ function refusal(rpc: string, handler: unknown, opts: BoundaryOptions): { code: 
   return undefined;
 }
 
-function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>, rpc: string, handler: UnaryRpc | undefined, opts: BoundaryOptions) {
+function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>, rpc: string, handler: AnyUnaryRpc | undefined, opts: BoundaryOptions) {
   const refused = refusal(rpc, handler, opts);
   if (refused) {
     opts.logger.debug({ rpc, code: codeName(refused.code) }, refused.details);
@@ -107,7 +89,8 @@ function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnary
   }
   const started = performance.now();
   const log = opts.logger.child({ rpc });
-  const run = handler!(call.request, context(call, log));
+  // The request is what this method's own deserializer decoded: the type its handler takes.
+  const run = (handler as UnaryRpc<unknown, unknown>)(call.request, context(call, log));
   opts.inFlight?.track(run);
   run.then(
     (response) => {
@@ -124,7 +107,7 @@ function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnary
   );
 }
 
-function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, handler: StreamRpc | undefined, opts: BoundaryOptions) {
+function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, handler: AnyStreamRpc | undefined, opts: BoundaryOptions) {
   const refused = refusal(rpc, handler, opts);
   if (refused) {
     opts.observe?.(rpc, codeName(refused.code), 0);
@@ -152,7 +135,7 @@ function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, 
       call.once("drain", onDrain);
       call.once("cancelled", onCancel);
     });
-  const run = handler!(call.request, send, context(call, log));
+  const run = (handler as StreamRpc<unknown, unknown>)(call.request, send, context(call, log));
   opts.inFlight?.track(run);
   run.then(
     () => {

@@ -1,6 +1,6 @@
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { chmod, lstat } from "node:fs/promises";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { prepareSocketPath, removeSocket } from "./socket.js";
 
 export interface ServiceBinding {

@@ -7,7 +7,7 @@
 // walks the whole upperdir on every call, so asking per container per ListContainerStats
 // would make stats cost a round trip and a tree walk per container. containerd's CRI plugin
 // does the same: a background syncer every 10 s, stats served from the cache.
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { isNotFound, messageOf } from "../errors/errors.js";
 import { nowUnixNanos } from "../util/clock.js";
 

@@ -11,7 +11,7 @@ import type {
   PodSandboxStatsFilter,
 } from "../gen/cri/runtime/v1/api.js";
 import { NotFoundError, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { withTimeout } from "../util/timeout.js";
 import { cgroupFiles, detectCgroupLayout, readCgroup, resolveCgroupPath, sumCgroupStats, type CgroupLayout, type CgroupQuery, type CgroupStats } from "./cgroup.js";
 import { CpuRateTracker, type CpuRateOptions } from "./cpu-rate.js";

@@ -9,10 +9,12 @@
 // whole session, so only real failures are written.
 import type { Duplex } from "node:stream";
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { StreamingBackend } from "./backend.js";
 import type { ForwardLimiter } from "./limits.js";
-import { RstStatus, type SpdySession, type SpdyStream } from "./spdy.js";
+import { RstStatus } from "./spdy-frames.js";
+import type { SpdySession } from "./spdy-session.js";
+import type { SpdyStream } from "./spdy-stream.js";
 import { forwardErrorText } from "./websocket.js";
 
 export const PORT_FORWARD_PROTOCOL = "portforward.k8s.io";

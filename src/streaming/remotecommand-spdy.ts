@@ -4,11 +4,13 @@
 // client-go opens the streams one at a time and waits for each SYN_REPLY before the next, so
 // every stream is answered the moment it arrives; waiting for the full set first would
 // deadlock the client on its first stream.
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { messageOf } from "../errors/errors.js";
 import type { StreamingBackend } from "./backend.js";
 import { protocolGeneration, runRemoteCommand, StreamType, type RemoteCommandRequest } from "./remotecommand.js";
-import { RstStatus, type SpdySession, type SpdyStream } from "./spdy.js";
+import { RstStatus } from "./spdy-frames.js";
+import type { SpdySession } from "./spdy-session.js";
+import type { SpdyStream } from "./spdy-stream.js";
 
 export interface SpdyRemoteCommandOptions {
   session: SpdySession;

@@ -13,7 +13,7 @@
 // output requested, when the client's stdin ended. A vanished client detaches at once.
 import type { Readable, Writable } from "node:stream";
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { sleep } from "../util/timeout.js";
 import type { AttachParams, ExecParams, ProcessStreams, StreamingBackend, TerminalSize } from "./backend.js";
 

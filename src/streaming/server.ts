@@ -9,13 +9,14 @@ import { isIPv6, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createWebSocketStream, WebSocketServer, type WebSocket } from "ws";
 import { messageOf, UnavailableError } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { AttachParams, ExecParams, StreamingBackend } from "./backend.js";
 import { PORT_FORWARD_PROTOCOL, serveSpdyPortForward } from "./portforward.js";
 import { SPDY_REMOTECOMMAND_PROTOCOLS } from "./remotecommand.js";
 import { serveSpdyRemoteCommand } from "./remotecommand-spdy.js";
 import { ForwardLimiter, STREAMING_LIMIT_DEFAULTS, streamingExposure, type StreamingLimits } from "./limits.js";
-import { acceptSpdyUpgrade, SpdySession } from "./spdy.js";
+import { SpdySession } from "./spdy-session.js";
+import { acceptSpdyUpgrade } from "./spdy-upgrade.js";
 import { StreamKind, TokenCache, type PendingSession, type PortForwardParams, type TokenCacheOptions } from "./tokens.js";
 import {
   chooseWebSocketProtocol,

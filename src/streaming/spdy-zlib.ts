@@ -20,7 +20,7 @@ const WINDOW_SIZE = 32 * 1024;
  * length-prefixed (32-bit big-endian) header names and common values, then a plain tail of
  * status codes, reason phrases, dates and media types. It is rebuilt here from those two parts;
  * the unit tests pin the result to the draft's length, its Adler-32 (the DICTID peers put in
- * the zlib header) and the SHA-256 recorded in docs/protocols.md §7.3.
+ * the zlib header) and the SHA-256 docs/streaming.md records.
  */
 export const SPDY_DICTIONARY: Buffer = buildDictionary(
   [

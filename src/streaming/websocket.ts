@@ -10,7 +10,7 @@ import { PassThrough, Writable } from "node:stream";
 import type { Duplex } from "node:stream";
 import type { WebSocket, RawData } from "ws";
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import type { StreamingBackend } from "./backend.js";
 import type { ForwardLimiter } from "./limits.js";
 import { protocolGeneration, RemoteCommandProtocol, runRemoteCommand, type RemoteCommandRequest } from "./remotecommand.js";

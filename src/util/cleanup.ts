@@ -1,5 +1,5 @@
 import { messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { backoffDelays } from "./retry.js";
 import { sleep } from "./timeout.js";
 

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { CniPluginError, type CniResult } from "../../src/network/cni.js";
 import { cniEnv } from "../../src/network/cni.js";
 import { runProgram } from "../../src/util/exec.js";
@@ -356,7 +356,7 @@ describe("CNI with the Debian plugins", () => {
     const err = await newPod(svcBad).catch((e: unknown) => e);
     const failed = [...live.values()].find((p) => p.svc === svcBad)!;
     // The same stdin straight to the plugin, for what it says itself.
-    const net = await svcBad.network();
+    const net = await svcBad.loadNetworkConfig();
     if (!net.ok) throw new Error(net.message);
     const stdin = JSON.stringify({ ...net.network.plugins[0], name: NET_BAD, cniVersion: "1.0.0" });
     const direct = await runProgram("/usr/lib/cni/bridge", [], {
@@ -422,7 +422,7 @@ describe("CNI with the Debian plugins", () => {
   });
 
   it("measures ADD and DEL, the full chain and bridge alone", async () => {
-    const loaded = await svc.network();
+    const loaded = await svc.loadNetworkConfig();
     if (!loaded.ok) throw new Error(loaded.message);
     const chains = { full: loaded.network, bridgeOnly: { ...loaded.network, plugins: loaded.network.plugins.slice(0, 1) } };
     const ms: Record<string, number[]> = {};

@@ -242,7 +242,6 @@ async function call(service: "runtime" | "image", rpc: string, stream: boolean, 
     const s = podshim.cri[service === "runtime" ? "runtimeStream" : "imageStream"](rpc, req);
     return await new Promise((resolve) => {
       let done = false;
-      let guard: NodeJS.Timeout | undefined;
       const finish = (code: number, details: string) => {
         if (done) return;
         done = true;
@@ -250,7 +249,7 @@ async function call(service: "runtime" | "image", rpc: string, stream: boolean, 
         resolve({ code, details });
       };
       // A stream that never answers is a failure to report, not a test that hangs.
-      guard = setTimeout(() => {
+      const guard = setTimeout(() => {
         finish(-1, "no answer within 30 s");
         s.cancel();
       }, 30_000);

@@ -9,7 +9,7 @@ import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import { type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
@@ -19,7 +19,7 @@ import { parseImageRef } from "../../src/image/reference.js";
 import type { ImageRef } from "../../src/image/reference.js";
 import { MediaType } from "../../src/image/types.js";
 import type { Descriptor } from "../../src/image/types.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { credentialsFromAuthConfig } from "../../src/registry/auth.js";
 import type { RegistryCredentials } from "../../src/registry/auth.js";
 import { RegistryClient, verifyingStream } from "../../src/registry/client.js";
@@ -164,7 +164,7 @@ describe("the bed's registry", () => {
     await expect(c.fetchBlob(source, desc, { offset: layer.size + 1 })).rejects.toThrow(/outside blob/);
 
     // The verifying pass-through accepts the real bytes.
-    await pipeline(await c.fetchBlob(source, desc), verifyingStream(desc), async function* (src) {
+    await pipeline(await c.fetchBlob(source, desc), verifyingStream(desc), async (src: AsyncIterable<Buffer>) => {
       for await (const _ of src) void _;
     });
   });
@@ -323,7 +323,7 @@ describe("content that does not match its digest", () => {
     const desc: Descriptor = { mediaType: layer.mediaType, digest: layer.digest, size: layer.size };
     await corrupt(desc.digest);
     const err = await errorOf(
-      pipeline(await c.fetchBlob(source, desc), verifyingStream(desc, reg.host), async function* (src) {
+      pipeline(await c.fetchBlob(source, desc), verifyingStream(desc, reg.host), async (src: AsyncIterable<Buffer>) => {
         for await (const _ of src) void _;
       }),
     );

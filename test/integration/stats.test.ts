@@ -9,11 +9,10 @@ const bed = inject("bed");
 let fx: PodFixture;
 let podshim: PodshimHandle;
 let pod: string;
-let podConfig: Record<string, unknown>;
 
 beforeAll(async () => {
   fx = await startPodFixture(bed, "stats", [bed.images.busybox, bed.images.web]);
-  ({ podshim, pod, podConfig } = fx);
+  ({ podshim, pod } = fx);
 });
 afterAll(async () => {
   

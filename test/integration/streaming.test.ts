@@ -12,11 +12,10 @@ const SPDY_OFFER = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io
 let fx: PodFixture;
 let podshim: PodshimHandle;
 let pod: string;
-let podConfig: Record<string, unknown>;
 const sessions: SpdyClientSession[] = [];
 beforeAll(async () => {
   fx = await startPodFixture(bed, "streaming", [bed.images.busybox, bed.images.web]);
-  ({ podshim, pod, podConfig } = fx);
+  ({ podshim, pod } = fx);
 });
 afterAll(async () => {
   await Promise.all(sessions.map((s) => s.destroy()));

@@ -1,7 +1,7 @@
 // A real StreamingServer on 127.0.0.1:0 with the fake backend, and a WebSocket channel client,
 // for the streaming tests.
 import { WebSocket } from "ws";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { StreamingServer, type StreamingServerOptions } from "../../src/streaming/server.js";
 import { FakeBackend } from "./fake-streaming-backend.js";
 

@@ -5,7 +5,7 @@ import { EventEmitter } from "node:events";
 import { Writable } from "node:stream";
 import { RuntimeServiceService } from "../../src/gen/cri/runtime/v1/api.js";
 import { implementService } from "../../src/server/boundary.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 
 const quiet = createLogger("error", new Writable({ write: (_c, _e, done) => done() }));
 

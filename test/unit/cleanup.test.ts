@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { CleanupStack } from "../../src/util/cleanup.js";
 
 const quiet = createLogger("silent", new Writable({ write: (_c, _e, done) => done() }));

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CanceledError, DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError } from "../../src/errors/errors.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import type { CniNetwork } from "../../src/network/cni-config.js";
 import { CniPluginError, CniRuntime, formatCniArgs, podIps, versionAtLeast, type CniResult, type CniRuntimeArgs } from "../../src/network/cni.js";
 import { NetworkService } from "../../src/network/network-service.js";
@@ -376,12 +376,12 @@ describe("NetworkService.setUpPod / tearDownPod (fake plugins)", () => {
     const { svc, confDir } = service({ bridge: {} }, [{ type: "bridge" }]);
     svc.watch();
     try {
-      expect((await svc.network()).ok && (await svc.network() as { network: CniNetwork }).network.name).toBe("testnet");
+      expect((await svc.loadNetworkConfig()).ok && (await svc.loadNetworkConfig() as { network: CniNetwork }).network.name).toBe("testnet");
       writeFileSync(join(confDir, "05-first.conflist"), JSON.stringify({ cniVersion: "1.0.0", name: "newer", plugins: [{ type: "bridge" }] }));
       let name = "";
       for (let i = 0; i < 50 && name !== "newer"; i++) {
         await new Promise((r) => setTimeout(r, 10));
-        const r = await svc.network();
+        const r = await svc.loadNetworkConfig();
         name = r.ok ? r.network.name : "";
       }
       // Well under the 1 s reload interval.
@@ -395,7 +395,7 @@ describe("NetworkService.setUpPod / tearDownPod (fake plugins)", () => {
     const svc = new NetworkService({ cniConfDir: join(root, "not-yet"), cniBinDirs: [root], stateDir: mkdtempSync(join(root, "state-")), logger });
     svc.watch();
     svc.watch();
-    expect((await svc.network()).ok).toBe(false);
+    expect((await svc.loadNetworkConfig()).ok).toBe(false);
     svc.close();
     svc.close();
   });

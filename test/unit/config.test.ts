@@ -22,6 +22,9 @@ describe("defaults", () => {
       streamTlsCert: "",
       streamTlsKey: "",
       restrictOomScoreAdj: false,
+      enableUnprivilegedPorts: false,
+      enableUnprivilegedIcmp: false,
+      deviceOwnershipFromSecurityContext: false,
       cgroupDriver: "cgroupfs",
       logLevel: "info",
       shutdownGraceSeconds: 30,
@@ -125,12 +128,31 @@ describe("TOML file", () => {
     expect(c.runtimes[""]).toBeDefined();
   });
 
+  it("reads a handler's pod_annotations and privileged_without_host_devices, as containerd's runtime tables have them", () => {
+    const c = applyToml(defaultConfig(), [
+      "[runtimes.kata]",
+      'runtime_type = "io.containerd.kata.v2"',
+      'pod_annotations = ["io.katacontainers.*"]',
+      "privileged_without_host_devices = true",
+    ].join("\n"), "/etc/p.toml");
+    expect(c.runtimes.kata).toEqual({ runtimeType: "io.containerd.kata.v2", podAnnotations: ["io.katacontainers.*"], privilegedWithoutHostDevices: true, options: {} });
+  });
+
+  it("reads the node-wide pod knobs containerd's CRI has", () => {
+    const c = applyToml(defaultConfig(), "enable_unprivileged_ports = true\nenable_unprivileged_icmp = true\ndevice_ownership_from_security_context = true", "/etc/p.toml");
+    expect([c.enableUnprivilegedPorts, c.enableUnprivilegedIcmp, c.deviceOwnershipFromSecurityContext]).toEqual([true, true, true]);
+    const d = defaultConfig();
+    expect([d.enableUnprivilegedPorts, d.enableUnprivilegedIcmp, d.deviceOwnershipFromSecurityContext]).toEqual([false, false, false]);
+  });
+
   it.each([
     ['[runtimes.Bad_Name]\nruntime_type = "io.containerd.runc.v2"', "a handler name must be a DNS label"],
     ['[runtimes.x]\nruntime_type = "runc"', "runtime_type must name a containerd shim"],
     ['[runtimes.x.options]\nBinaryNme = "/bin/x"', 'unknown option "BinaryNme"'],
     ["[runtimes.x.options]\nSystemdCgroup = 1", "SystemdCgroup must be true or false"],
     ['[runtimes.x]\nshim = "y"', 'unknown key "shim"'],
+    ['[runtimes.x]\npod_annotations = "a*"', "pod_annotations must be an array"],
+    ["[runtimes.x]\nprivileged_without_host_devices = 1", "privileged_without_host_devices must be true or false"],
   ])("refuses a bad runtime table %#", (text, message) => {
     expect(() => applyToml(defaultConfig(), text, "/etc/p.toml")).toThrow(message);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ContainerEventHub, LifecycleEvent, MAX_PENDING_EVENTS } from "../../src/events/container-events.js";
+import { ContainerEventHub, LifecycleEvent, MAX_PENDING_EVENTS } from "../../src/lifecycle-events/container-events.js";
 import { ResourceExhaustedError } from "../../src/errors/errors.js";
 
 describe("ContainerEventHub", () => {

@@ -7,11 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { FailedPreconditionError, InternalError } from "../../src/errors/errors.js";
-import { createLogger } from "../../src/log/logger.js";
-import { ContainerLog, openLogFile } from "../../src/logs/container-log.js";
-import type { ContainerLogOptions, LogSink } from "../../src/logs/container-log.js";
-import { parseCriLog, reassembleCriLog } from "../../src/logs/cri-log-format.js";
-import { makeFifo, openFifoWriter } from "../../src/logs/fifo.js";
+import { createLogger } from "../../src/logger/logger.js";
+import { ContainerLog, openLogFile } from "../../src/container-logs/container-log.js";
+import type { ContainerLogOptions, LogSink } from "../../src/container-logs/container-log.js";
+import { parseCriLog, reassembleCriLog } from "../../src/container-logs/cri-log-format.js";
+import { makeFifo, openFifoWriter } from "../../src/container-logs/fifo.js";
 
 const root = mkdtempSync(join(tmpdir(), "podshim-container-log-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

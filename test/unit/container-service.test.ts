@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { defaultConfig } from "../../src/config/options.js";
+import type { Spec } from "../../src/oci/spec-types.js";
 import type { Container } from "../../src/containerd/containers.js";
 import { TaskStatusCode, type TaskApi } from "../../src/containerd/tasks.js";
 import type { ContainerAdapters } from "../../src/container/container-adapters.js";
@@ -13,7 +14,7 @@ import { ContainerService } from "../../src/container/container-service.js";
 import { ContainerState } from "../../src/container/container-store.js";
 import { ContainerConfig, PodSandboxConfig } from "../../src/gen/cri/runtime/v1/api.js";
 import type { ImageEntry } from "../../src/image/image-store.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { SandboxState, type SandboxRecord } from "../../src/sandbox/sandbox-store.js";
 import { NotFoundError } from "../../src/errors/errors.js";
 
@@ -28,9 +29,13 @@ class FakeContainerd {
   tasks = new Map<string, { pid: number; status: number }>();
   snapshots = new Set<string>();
   failRecordCreate = false;
+  /** The OCI spec each record was created with. */
+  specs = new Map<string, Spec>();
   private nextPid = 200;
 
   adapters(dir: string): ContainerAdapters {
+    // The fake's methods are object-literal methods, so `this` inside them is the literal.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const n = this;
     const sandbox: SandboxRecord = {
       id: SANDBOX_ID, nameKey: "web_default_u_0", config: PodSandboxConfig.fromPartial({ metadata: { name: "web", namespace: "default", uid: "u", attempt: 0 } }),
@@ -75,6 +80,7 @@ class FakeContainerd {
           if (n.failRecordCreate) throw new Error("containerd refused the record");
           const rec = { id: c.id, labels: c.labels ?? {}, extensions: c.extensions ?? {}, snapshotKey: c.snapshotKey, spec: undefined } as unknown as Container;
           n.records.set(c.id, rec);
+          n.specs.set(c.id, c.spec as Spec);
           return rec;
         },
         async delete(id) {
@@ -147,6 +153,26 @@ describe("ContainerService", () => {
     expect((await svc.create(SANDBOX_ID, app("app"))).id).toBe(rec.id);
     expect(fake.records.size).toBe(1);
     expect((await svc.create(SANDBOX_ID, app("app", 1))).id).not.toBe(rec.id);
+  });
+
+  it("gives CRI devices the process's uid and gid with device_ownership_from_security_context", async () => {
+    const owned = async (on: boolean) => {
+      const config = { ...defaultConfig(), root: join(dir, `root-${on}`), state: join(dir, `state-${on}`), restrictOomScoreAdj: true, deviceOwnershipFromSecurityContext: on };
+      const s = new ContainerService({ config, adapters: fake.adapters(dir), logger: quiet });
+      await s.load();
+      try {
+        const c = ContainerConfig.fromPartial({
+          ...app(`dev-${on}`), devices: [{ containerPath: "/dev/xnull", hostPath: "/dev/null", permissions: "rwm" }],
+          linux: { securityContext: { runAsUser: { value: 1000n }, runAsGroup: { value: 2000n } } },
+        });
+        const rec = await s.create(SANDBOX_ID, c);
+        return fake.specs.get(rec.id)!.linux.devices!.find((d) => d.path === "/dev/xnull");
+      } finally {
+        await s.stop();
+      }
+    };
+    expect(await owned(true)).toMatchObject({ uid: 1000, gid: 2000 });
+    expect(await owned(false)).toMatchObject({ uid: 0, gid: 0 });
   });
 
   it("refuses an image that is not there and a pod that is not, and a failed create leaves nothing", async () => {

@@ -13,8 +13,8 @@ import {
   parseCriLogLine,
   parseRfc3339Nano,
   reassembleCriLog,
-} from "../../src/logs/cri-log-format.js";
-import type { CriStream } from "../../src/logs/cri-log-format.js";
+} from "../../src/container-logs/cri-log-format.js";
+import type { CriStream } from "../../src/container-logs/cri-log-format.js";
 
 const TS = "2026-08-23T10:15:02.123456789Z";
 

@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InternalError } from "../../src/errors/errors.js";
-import { makeFifo, openFifoReader, openFifoWriter } from "../../src/logs/fifo.js";
+import { makeFifo, openFifoReader, openFifoWriter } from "../../src/container-logs/fifo.js";
 
 const root = mkdtempSync(join(tmpdir(), "podshim-fifo-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Container, ContainerState, ListContainersResponse, RuntimeServiceService, StreamContainersResponse, VersionResponse } from "../../src/gen/cri/runtime/v1/api.js";
-import { acceptPreEncoded, batchesOf, PreEncoded, repeatedMessageField } from "../../src/server/pre-encoded.js";
+import { batchesOf, PreEncoded, repeatedMessageField } from "../../src/rpc/pre-encoded.js";
+import { acceptPreEncoded } from "../../src/server/pre-encoded.js";
 import { EncodedItems, LastAnswer } from "../../src/cri/encoded-items.js";
 
 const container = (i: number, extra = ""): Container => Container.fromPartial({

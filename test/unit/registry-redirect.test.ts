@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseImageRef } from "../../src/image/reference.js";
 import { MediaType } from "../../src/image/types.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import type { RegistryHost } from "../../src/registry/hosts.js";
 

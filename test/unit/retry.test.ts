@@ -41,8 +41,11 @@ describe("InFlightCalls", () => {
   it("counts runs until they settle, and waits for them", async () => {
     const calls = new InFlightCalls();
     let release!: () => void;
-    const run = calls.track(new Promise<void>((r) => (release = r)));
-    void calls.track(Promise.reject(new Error("x"))).catch(() => undefined);
+    const run = new Promise<void>((r) => (release = r));
+    calls.track(run);
+    const failed = Promise.reject(new Error("x"));
+    failed.catch(() => undefined);
+    calls.track(failed);
     expect(calls.size).toBe(2);
     const settled = calls.settled();
     release();

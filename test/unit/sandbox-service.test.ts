@@ -8,14 +8,16 @@ import { Writable } from "node:stream";
 import { defaultConfig } from "../../src/config/options.js";
 import type { Container } from "../../src/containerd/containers.js";
 import { TaskStatusCode } from "../../src/containerd/tasks.js";
-import { ContainerEventHub } from "../../src/events/container-events.js";
+import { ContainerEventHub } from "../../src/lifecycle-events/container-events.js";
 import { PodSandboxConfig } from "../../src/gen/cri/runtime/v1/api.js";
 import type { ImageEntry } from "../../src/image/image-store.js";
-import { createLogger } from "../../src/log/logger.js";
+import { createLogger } from "../../src/logger/logger.js";
 import type { SandboxAdapters } from "../../src/sandbox/sandbox-adapters.js";
 import { encodeSandboxRecord, SANDBOX_RECORD_EXTENSION } from "../../src/sandbox/sandbox-record.js";
 import { SandboxService } from "../../src/sandbox/sandbox-service.js";
 import { SandboxState } from "../../src/sandbox/sandbox-store.js";
+import type { Spec } from "../../src/oci/spec-types.js";
+import type { Config } from "../../src/config/options.js";
 
 const quiet = createLogger("error", new Writable({ write: (_c, _e, done) => done() }));
 const base = mkdtempSync(join(tmpdir(), "podshim-sandbox-unit-"));
@@ -33,9 +35,13 @@ class FakeNode {
   failCniAdd = false;
   /** Called when a pause task starts: lets a test make it exit at once. */
   onStart: (id: string) => void = () => undefined;
+  /** The OCI spec each record was created with. */
+  specs = new Map<string, Spec>();
   private nextPid = 100;
 
   adapters(): SandboxAdapters {
+    // The fake's methods are object-literal methods, so `this` inside them is the literal.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const n = this;
     return {
       records: {
@@ -43,6 +49,7 @@ class FakeNode {
           if (n.records.has(c.id)) throw new Error("exists");
           const rec = { id: c.id, labels: c.labels ?? {}, extensions: c.extensions ?? {}, snapshotKey: c.snapshotKey } as unknown as Container;
           n.records.set(c.id, rec);
+          n.specs.set(c.id, c.spec as Spec);
           return rec;
         },
         async delete(id) {
@@ -142,9 +149,9 @@ const none = { records: 0, tasks: 0, snapshots: 0, netns: 0, mounts: 0, networks
 let node: FakeNode;
 let dir: string;
 let events: ContainerEventHub;
-const service = () => {
-  const config = { ...defaultConfig(), root: join(dir, "root"), state: join(dir, "state"), restrictOomScoreAdj: true };
-  return new SandboxService({ config, adapters: node.adapters(), logger: quiet, events });
+const service = (overrides: Partial<Config> = {}) => {
+  const config = { ...defaultConfig(), root: join(dir, "root"), state: join(dir, "state"), restrictOomScoreAdj: true, ...overrides };
+  return new SandboxService({ config, adapters: node.adapters(), logger: quiet, lifecycleEvents: events });
 };
 const pod = (name: string, attempt = 0) =>
   PodSandboxConfig.fromPartial({ metadata: { name, namespace: "default", uid: `uid-${name}`, attempt }, linux: {} });
@@ -163,6 +170,19 @@ describe("SandboxService.run", () => {
     expect(node.leftovers()).toMatchObject({ records: 1, tasks: 1, snapshots: 1, netns: 1, mounts: 1, networks: 1, leases: 0 });
     expect(readdirSync(join(dir, "root", "sandboxes", rec.id)).sort()).toEqual(["hostname", "hosts", "intent.json", "resolv.conf"]);
     expect(svc.list().map((r) => r.id)).toEqual([rec.id]);
+  });
+
+  it("puts the configured knobs into the pause spec: unprivileged ports and ICMP, the handler's pod annotations", async () => {
+    const runtimes = { ...defaultConfig().runtimes, kata: { runtimeType: "io.containerd.runc.v2", podAnnotations: ["io.katacontainers.*"], options: {} } };
+    const svc = service({ enableUnprivilegedPorts: true, enableUnprivilegedIcmp: true, runtimes });
+    const config = PodSandboxConfig.fromPartial({ ...pod("web"), annotations: { "io.katacontainers.config": "x", other: "y" } });
+    const rec = await svc.run(config, "kata");
+    const spec = node.specs.get(rec.id)!;
+    expect(spec.linux.sysctl).toMatchObject({ "net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647" });
+    expect(spec.annotations).toMatchObject({ "io.katacontainers.config": "x" });
+    expect(spec.annotations).not.toHaveProperty("other");
+    const plain = node.specs.get((await service().run(pod("db"), "")).id)!;
+    expect(plain.linux.sysctl ?? {}).not.toHaveProperty("net.ipv4.ip_unprivileged_port_start");
   });
 
   it("answers a retry with the same identity with the same sandbox, whether it is under way or ready", async () => {

@@ -190,8 +190,8 @@ describe("buildSandboxSpec: host namespaces", () => {
     ]);
   });
 
-  it("adds a cgroup namespace only when asked", () => {
-    expect(nsTypes(buildSandboxSpec(input({ cgroupNamespace: true })))).toContain("cgroup");
+  it("keeps the pause container in the node's cgroup namespace (app containers get their own on v2)", () => {
+    expect(nsTypes(buildSandboxSpec(input()))).not.toContain("cgroup");
   });
 
   it("needs a netns path unless the network is the node's", () => {

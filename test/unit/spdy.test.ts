@@ -13,15 +13,12 @@ import type { Duplex } from "node:stream";
 import { constants as zlibConstants, createDeflate, createInflate } from "node:zlib";
 import { pino } from "pino";
 import { CanceledError } from "../../src/errors/errors.js";
+import { SpdySession } from "../../src/streaming/spdy-session.js";
+import type { SpdyStream } from "../../src/streaming/spdy-stream.js";
+import { acceptSpdyUpgrade, SPDY_UPGRADE } from "../../src/streaming/spdy-upgrade.js";
 import {
-  acceptSpdyUpgrade,
   GoAwayStatus,
   RstStatus,
-  SPDY_UPGRADE,
-  SpdySession,
-  type SpdyStream,
-} from "../../src/streaming/spdy.js";
-import {
   FrameParser,
   FrameType,
   SpdyProtocolError,

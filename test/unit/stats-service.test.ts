@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, NotFoundError } from "../../src/errors/errors.js";
-import type { RpcContext } from "../../src/server/boundary.js";
+import type { RpcContext } from "../../src/rpc/handlers.js";
 import { containerStats } from "../../src/cri/stats-container.js";
 import { listContainerStats } from "../../src/cri/stats-container-list.js";
 import { podSandboxStats } from "../../src/cri/stats-pod-sandbox.js";

@@ -72,9 +72,9 @@ describe("validateRequest", () => {
   it("withValidation runs the check before the handler", async () => {
     let ran = false;
     const h = withValidation({ unary: { StartContainer: async () => { ran = true; return {}; } }, stream: {} });
-    await expect(h.unary!.StartContainer!({ containerId: "x\0" }, {} as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(h.unary!.StartContainer!({ containerId: "x\0" } as never, {} as never)).rejects.toThrow(InvalidArgumentError);
     expect(ran).toBe(false);
-    await h.unary!.StartContainer!({ containerId: "x" }, {} as never);
+    await h.unary!.StartContainer!({ containerId: "x" } as never, {} as never);
     expect(ran).toBe(true);
   });
 });

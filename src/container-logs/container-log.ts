@@ -7,7 +7,7 @@ import { mkdir, open } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { dirname } from "node:path";
 import { FailedPreconditionError, InternalError, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { deferred } from "../util/deferred.js";
 import { CriLineSplitter, CriStream } from "./cri-log-format.js";
 import { openFifoReader } from "./fifo.js";

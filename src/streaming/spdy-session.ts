@@ -1,6 +1,6 @@
-// The server side of SPDY/3.1 as Kubernetes speaks it (moby/spdystream under client-go,
-// kubectl, crictl and the kubelet's proxy): the HTTP/1.1 upgrade, then a session of
-// client-opened streams. Only what those peers use is implemented (docs/protocols.md §7):
+// The server side of a SPDY/3.1 session as Kubernetes speaks it (moby/spdystream under
+// client-go, kubectl, crictl and the kubelet's proxy): client-opened streams over one upgraded
+// connection. Only what those peers use is implemented (docs/streaming.md):
 //  * no flow control in either direction. spdystream never sends WINDOW_UPDATE, so honouring
 //    the 64 KiB initial window would stall every stream; TCP backpressure does the job instead.
 //  * the server never opens streams, never pings, and never speaks first (client-go throws
@@ -8,10 +8,9 @@
 //  * whatever a peer sends, the session at worst closes itself; nothing here throws or emits an
 //    unhandled 'error' into the daemon.
 import { EventEmitter } from "node:events";
-import type { IncomingMessage } from "node:http";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 import { CanceledError, messageOf } from "../errors/errors.js";
-import type { Logger } from "../log/logger.js";
+import type { Logger } from "../logger/logger.js";
 import { SpdyProtocolError } from "./spdy-error.js";
 import {
   FrameParser,
@@ -19,7 +18,6 @@ import {
   GoAwayStatus,
   RstStatus,
   decodeControlFrame,
-  encodeDataFrame,
   encodeGoAway,
   encodePing,
   encodeRstStream,
@@ -28,115 +26,7 @@ import {
   type RawControlFrame,
 } from "./spdy-frames.js";
 import { HeaderCompressor, HeaderDecompressor } from "./spdy-zlib.js";
-
-export { FrameType, GoAwayStatus, RstStatus, SpdyProtocolError } from "./spdy-frames.js";
-
-export const SPDY_UPGRADE = "SPDY/3.1";
-
-const PROTOCOL_HEADER = "X-Stream-Protocol-Version";
-const ACCEPTED_PROTOCOLS_HEADER = "X-Accepted-Stream-Protocol-Versions";
-
-// ---------------------------------------------------------------------------------------------
-// Upgrade
-
-/**
- * Negotiates the HTTP/1.1 upgrade the way Kubernetes' httpstream.Handshake and the SPDY
- * response upgrader do, in their order:
- *  1. no X-Stream-Protocol-Version offered → 400;
- *  2. the client's offers (repeated headers and/or comma lists, in the client's order) are
- *     matched against `supported`; the first OFFER that is supported wins (Handshake's loop
- *     runs over the client's list; its doc comment says otherwise, the code is what peers see).
- *     No match → 403 with one X-Accepted-Stream-Protocol-Versions header per supported protocol;
- *  3. `Connection` must contain "upgrade" and `Upgrade` "spdy/3.1" (case-insensitive) → else 400.
- * On success writes the 101 (whose X-Stream-Protocol-Version client-go requires) and returns
- * the chosen protocol; the caller then hands socket and head to a SpdySession. On failure the
- * error response is written, the socket ended, and undefined returned.
- * Meant for the http.Server 'upgrade' event, where the socket is raw and has no error listener.
- */
-export function acceptSpdyUpgrade(req: IncomingMessage, socket: Duplex, supported: readonly string[]): string | undefined {
-  // Node drops its own error listener from upgraded sockets; an EPIPE must not crash podshim.
-  if (!socket.listeners("error").includes(ignoreError)) socket.on("error", ignoreError);
-  if (socket.destroyed || socket.writableEnded) return undefined; // the client already left
-  const offered = offeredProtocols(req);
-  if (offered.length === 0) {
-    writeHttpError(socket, 400, "Bad Request", `unable to upgrade: ${PROTOCOL_HEADER} is required`);
-    return undefined;
-  }
-  const chosen = offered.find((p) => supported.includes(p));
-  if (chosen === undefined) {
-    writeHttpError(
-      socket,
-      403,
-      "Forbidden",
-      `unable to upgrade: unable to negotiate protocol: client supports [${offered.join(" ")}], server accepts [${supported.join(" ")}]`,
-      supported.map((p) => [ACCEPTED_PROTOCOLS_HEADER, p] as const),
-    );
-    return undefined;
-  }
-  if (!isSpdyUpgradeRequest(req)) {
-    writeHttpError(socket, 400, "Bad Request", `unable to upgrade: missing upgrade headers in request (need Connection: Upgrade and Upgrade: ${SPDY_UPGRADE})`);
-    return undefined;
-  }
-  socket.write(
-    "HTTP/1.1 101 Switching Protocols\r\n" +
-      "Connection: Upgrade\r\n" +
-      `Upgrade: ${SPDY_UPGRADE}\r\n` +
-      `${PROTOCOL_HEADER}: ${chosen}\r\n` +
-      "\r\n",
-  );
-  return chosen;
-}
-
-function ignoreError(): void {}
-
-/** Every offered protocol, in the client's order: rawHeaders keeps repeated lines apart. */
-function offeredProtocols(req: IncomingMessage): string[] {
-  const out: string[] = [];
-  const raw = req.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() !== "x-stream-protocol-version") continue;
-    for (const part of raw[i + 1]!.split(",")) {
-      const p = part.trim();
-      if (p.length > 0) out.push(p);
-    }
-  }
-  return out;
-}
-
-function isSpdyUpgradeRequest(req: IncomingMessage): boolean {
-  const connection = String(req.headers.connection ?? "").toLowerCase();
-  const upgrade = String(req.headers.upgrade ?? "").toLowerCase();
-  return connection.includes("upgrade") && upgrade.includes(SPDY_UPGRADE.toLowerCase());
-}
-
-/** How long an error response waits for the client to hang up before the socket is dropped. */
-const ERROR_RESPONSE_LINGER_MS = 5_000;
-
-function writeHttpError(
-  socket: Duplex,
-  status: number,
-  reason: string,
-  message: string,
-  extraHeaders: ReadonlyArray<readonly [string, string]> = [],
-): void {
-  const body = Buffer.from(`${message}\n`, "utf8");
-  const lines = [
-    `HTTP/1.1 ${status} ${reason}`,
-    "Content-Type: text/plain; charset=utf-8",
-    "X-Content-Type-Options: nosniff",
-    ...extraHeaders.map(([k, v]) => `${k}: ${v}`),
-    `Content-Length: ${body.length}`,
-    "Connection: close",
-  ];
-  if (socket.destroyed || socket.writableEnded) return;
-  socket.end(Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), body]));
-  const timer = setTimeout(() => socket.destroy(), ERROR_RESPONSE_LINGER_MS);
-  timer.unref();
-  socket.once("close", () => clearTimeout(timer));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Session
+import { SpdyStream, type StreamHost } from "./spdy-stream.js";
 
 export interface SpdySessionOptions {
   logger: Logger;
@@ -148,17 +38,9 @@ export interface SpdySessionOptions {
 
 /** containerd's stream_idle_timeout default. */
 const DEFAULT_IDLE_TIMEOUT_MS = 4 * 60 * 60 * 1000;
-/**
- * Largest DATA payload we send. Small enough that streams sharing the connection interleave
- * and a frame is cheap to copy, large enough to keep the per-frame overhead negligible; it is
- * also the buffer size client-go copies with.
- */
-export const MAX_DATA_PAYLOAD = 32 * 1024;
 /** Control frames (and so header blocks) beyond this are refused; Kubernetes sends a few dozen bytes. */
 const MAX_CONTROL_PAYLOAD = 1024 * 1024;
 const MAX_HEADER_BLOCK = 1024 * 1024;
-/** Per-stream receive buffer before the socket is paused, and per-stream send buffer. */
-const STREAM_BUFFER_BYTES = 64 * 1024;
 /**
  * Replies the peer provokes (PING echoes, RST for strangers' DATA) are dropped while this much
  * is already waiting in the socket: a peer that does not read gets no more of them.
@@ -171,22 +53,6 @@ const CONTROL_REPLY_BACKLOG = 1024 * 1024;
 const MAX_WRITE_BACKLOG = 16 * 1024 * 1024;
 /** After close(): how long ended streams may take to flush and the peer to hang up. */
 const CLOSE_LINGER_MS = 30_000;
-
-/** What a stream needs from its session; kept off SpdySession's public surface. */
-interface StreamHost {
-  readonly logger: Logger;
-  /** Queues a frame; false when the socket wants 'drain' before more. */
-  write(frame: Buffer): boolean;
-  /** Calls back on the next 'drain', or at once when the connection is gone. */
-  onDrain(cb: () => void): void;
-  reply(stream: SpdyStream, headers: Record<string, string>, fin: boolean): void;
-  rst(streamId: number, status: number): void;
-  congested(stream: SpdyStream, full: boolean): void;
-  /** Both directions finished (FINs exchanged) or the stream was reset or destroyed. */
-  done(stream: SpdyStream): void;
-  /** Frames can still be written. */
-  alive(): boolean;
-}
 
 /**
  * One upgraded connection, server side. Emits 'stream' (SpdyStream) for every SYN_STREAM the
@@ -549,181 +415,4 @@ function onceEither(emitter: EventEmitter, a: string, b: string, cb: () => void)
   };
   emitter.on(a, fire);
   emitter.on(b, fire);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Stream
-
-/**
- * One client-opened stream. Writing sends DATA frames (at most MAX_DATA_PAYLOAD each, each
- * waiting for the socket to drain when it is full); end() sends an empty DATA frame with FIN.
- * The readable side ends when the peer sends FIN. 'close' follows when both directions are
- * done, on reset (either side) and when the connection goes. 'error' is emitted only if
- * someone listens for it; otherwise the stream just closes.
- */
-export class SpdyStream extends Duplex {
-  readonly id: number;
-  /** The SYN_STREAM headers: names lowercased, multiple values joined with "," (SPDY separates them with NUL). */
-  readonly headers: Readonly<Record<string, string>>;
-  private readonly host: StreamHost;
-  private replied = false;
-  private localFin = false;
-  private remoteFin = false;
-  private finished = false;
-
-  /** @internal streams are made by SpdySession */
-  constructor(host: StreamHost, id: number, headers: Record<string, string>, unidirectional: boolean) {
-    super({ allowHalfOpen: true, readableHighWaterMark: STREAM_BUFFER_BYTES, writableHighWaterMark: STREAM_BUFFER_BYTES });
-    this.host = host;
-    this.id = id;
-    this.headers = Object.freeze(headers);
-    if (unidirectional) {
-      // The peer will not read this stream: no reply, and our side counts as finished.
-      this.replied = true;
-      this.localFin = true;
-      this.end();
-    }
-  }
-
-  /**
-   * SYN_REPLY (spdystream expects a reply to every stream the server accepts, and drops DATA
-   * that comes before it; Kubernetes servers reply with no headers). The first write() or end()
-   * sends an empty reply if none was sent yet. `fin` also ends our writing side. Idempotent.
-   */
-  reply(headers: Record<string, string> = {}, fin = false): void {
-    if (this.replied || this.finished) return;
-    this.replied = true;
-    this.host.reply(this, headers, fin);
-    if (fin) {
-      this.localFin = true;
-      // Before end(): finishing both sides lets autoDestroy run, and _destroy must already
-      // know the stream ended cleanly or it would send RST_STREAM.
-      this.checkDone();
-      this.end();
-    }
-  }
-
-  /** RST_STREAM with a status code (CANCEL 5 by default); closes both directions at once. */
-  reset(status: number = RstStatus.Cancel): void {
-    if (this.finished) {
-      if (!this.destroyed) this.destroy();
-      return;
-    }
-    this.resetWith(status, undefined);
-  }
-
-  /** @internal Sends RST (unless the session is gone) and closes, with `err` if anyone listens. */
-  resetWith(status: number, err: Error | undefined): void {
-    if (this.finished) return;
-    this.finished = true;
-    if (this.host.alive()) this.host.rst(this.id, status);
-    this.host.done(this);
-    this.abort(err);
-  }
-
-  /** @internal the peer's FIN has been received */
-  get readableFinishedByPeer(): boolean {
-    return this.remoteFin;
-  }
-
-  /** @internal */
-  peerData(chunk: Buffer): void {
-    if (this.finished || chunk.length === 0) return;
-    if (!this.push(chunk)) this.host.congested(this, true);
-  }
-
-  /** @internal */
-  peerFin(): void {
-    if (this.finished || this.remoteFin) return;
-    this.remoteFin = true;
-    this.push(null);
-    this.checkDone();
-  }
-
-  /** @internal */
-  peerReset(status: number): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.host.done(this);
-    // CANCEL is how peers say "done with this stream", not a failure.
-    this.abort(status === RstStatus.Cancel ? undefined : new CanceledError(`SPDY stream ${this.id} reset by the peer (status ${status})`));
-  }
-
-  /** @internal the connection is gone or being closed */
-  sessionGone(err: Error | undefined): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.abort(err);
-  }
-
-  override _read(): void {
-    this.host.congested(this, false);
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.sendData(chunk, false, cb);
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    if (this.localFin) {
-      cb();
-      return;
-    }
-    this.sendData(Buffer.alloc(0), true, () => {
-      this.checkDone(); // before cb(): see reply()
-      cb();
-    });
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    // Destroyed by its user while still open: tell the peer, or it would wait forever.
-    if (!this.finished) {
-      this.finished = true;
-      if (this.host.alive()) this.host.rst(this.id, RstStatus.Cancel);
-      this.host.done(this);
-    }
-    cb(err);
-  }
-
-  private sendData(data: Buffer, fin: boolean, cb: () => void): void {
-    if (!this.replied) this.reply();
-    let offset = 0;
-    const step = (): void => {
-      for (;;) {
-        // Reset or connection gone meanwhile: the rest has nowhere to go.
-        if (this.finished || !this.host.alive()) {
-          cb();
-          return;
-        }
-        const n = Math.min(MAX_DATA_PAYLOAD, data.length - offset);
-        const last = offset + n >= data.length;
-        const ok = this.host.write(encodeDataFrame(this.id, data.subarray(offset, offset + n), last && fin));
-        offset += n;
-        if (last) {
-          if (fin) this.localFin = true;
-          if (ok) cb();
-          else this.host.onDrain(cb);
-          return;
-        }
-        if (!ok) {
-          this.host.onDrain(step);
-          return;
-        }
-      }
-    };
-    step();
-  }
-
-  private checkDone(): void {
-    if (this.finished || !this.localFin || !this.remoteFin) return;
-    // Protocol-wise the stream is over; the Duplex closes itself once its reader has consumed
-    // the end (autoDestroy), which the session need not wait for.
-    this.finished = true;
-    this.host.done(this);
-  }
-
-  private abort(err: Error | undefined): void {
-    if (this.destroyed) return;
-    this.destroy(err !== undefined && this.listenerCount("error") > 0 ? err : undefined);
-  }
 }

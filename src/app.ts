@@ -9,7 +9,7 @@ import { Snapshots } from "./containerd/snapshots.js";
 import { ImageService } from "./image/image-service.js";
 import { Puller } from "./image/pull.js";
 import { builtinPauseImage, findPauseBinary } from "./image/builtin-pause.js";
-import { hostPlatform } from "./image/types.js";
+import { hostPlatform } from "./distribution/descriptor.js";
 import { RegistryClient } from "./registry/client.js";
 import { messageOf } from "./errors/errors.js";
 import { SandboxService } from "./sandbox/sandbox-service.js";

@@ -18,7 +18,7 @@ import type {
   SecurityProfile,
 } from "../gen/cri/runtime/v1/api.js";
 import { MountPropagation, NamespaceMode, Signal } from "../gen/cri/runtime/v1/api.js";
-import type { ImageConfig } from "../image/manifest.js";
+import type { ImageConfig } from "../distribution/manifest.js";
 import { cgroupsPath, type CgroupDriver } from "../oci/cgroups.js";
 import { normalizeCapability } from "../oci/capabilities.js";
 import {

@@ -1,6 +1,6 @@
 import { ImagesService, type Image } from "../gen/containerd/services/images/v1/images.js";
 import { isAlreadyExists, isNotFound } from "../errors/errors.js";
-import type { Descriptor } from "../image/types.js";
+import type { Descriptor } from "../distribution/descriptor.js";
 import type { CallOptions, ContainerdClient } from "./client.js";
 
 export interface ImageRecord {

@@ -16,7 +16,7 @@ import { isNotFound, messageOf } from "../errors/errors.js";
 import { loadCniNetwork } from "../network/cni-config.js";
 import { NETNS_RUN_DIR, createNetns, deleteNetns } from "../network/netns.js";
 import { runProgram, withSbinPath } from "../util/exec.js";
-import { parseImageRef, refString } from "../image/reference.js";
+import { parseImageRef, refString } from "../distribution/reference.js";
 import { RegistryClient } from "../registry/client.js";
 import { findPauseBinary } from "../image/builtin-pause.js";
 import { cgroupLayout } from "../node/facts.js";

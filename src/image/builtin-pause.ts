@@ -9,8 +9,8 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { FailedPreconditionError } from "../errors/errors.js";
 import { writeTar } from "../util/tar.js";
-import { MediaType } from "./types.js";
-import type { Descriptor, Platform } from "./types.js";
+import { MediaType } from "../distribution/descriptor.js";
+import type { Descriptor, Platform } from "../distribution/descriptor.js";
 
 export interface BuiltinBlob {
   descriptor: Descriptor;

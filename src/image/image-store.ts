@@ -1,6 +1,6 @@
-import type { ImageConfig } from "./manifest.js";
-import { isImageId, parseImageRef, refString } from "./reference.js";
-import type { Descriptor } from "./types.js";
+import type { ImageConfig } from "../distribution/manifest.js";
+import { isImageId, parseImageRef, refString } from "../distribution/reference.js";
+import type { Descriptor } from "../distribution/descriptor.js";
 
 /** One image as podshim knows it: its config digest is its ID; several names may point at it. */
 export interface ImageEntry {

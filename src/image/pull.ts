@@ -8,9 +8,9 @@ import { CanceledError, ErrorKind, isKind, messageOf } from "../errors/errors.js
 import type { Logger } from "../logger/logger.js";
 import type { RegistryCredentials } from "../registry/auth.js";
 import type { RegistryClient, RegistrySource } from "../registry/client.js";
-import { checkLayerTypes, documentMediaType, isIndex, parseConfig, parseIndex, parseManifest, selectManifest, type ImageConfig } from "./manifest.js";
-import { refName, refString, type ImageRef } from "./reference.js";
-import { hostPlatform, type Descriptor, type Platform } from "./types.js";
+import { checkLayerTypes, documentMediaType, isIndex, parseConfig, parseIndex, parseManifest, selectManifest, type ImageConfig } from "../distribution/manifest.js";
+import { refName, refString, type ImageRef } from "../distribution/reference.js";
+import { hostPlatform, type Descriptor, type Platform } from "../distribution/descriptor.js";
 import { unpackLayers } from "./unpack.js";
 import { deferred } from "../util/deferred.js";
 import type { BuiltinImage } from "./builtin-pause.js";

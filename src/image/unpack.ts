@@ -3,7 +3,7 @@ import type { ContainerdClient } from "../containerd/client.js";
 import { applyLayer } from "../containerd/diff.js";
 import type { Snapshots } from "../containerd/snapshots.js";
 import { InternalError, isAlreadyExists } from "../errors/errors.js";
-import type { Descriptor } from "./types.js";
+import type { Descriptor } from "../distribution/descriptor.js";
 
 /**
  * The chain IDs of a layer stack (OCI image spec): the first is the first diff ID, each next

@@ -15,10 +15,10 @@ import {
   NotFoundError, PodshimError, ResourceExhaustedError, UnauthenticatedError, UnavailableError, UnimplementedError,
   isKind, messageOf,
 } from "../errors/errors.js";
-import { parseDigest, refString } from "../image/reference.js";
-import type { ImageRef } from "../image/reference.js";
-import { MediaType, isIndex, isManifest } from "../image/types.js";
-import type { Descriptor } from "../image/types.js";
+import { parseDigest, refString } from "../distribution/reference.js";
+import type { ImageRef } from "../distribution/reference.js";
+import { MediaType, isIndex, isManifest } from "../distribution/descriptor.js";
+import type { Descriptor } from "../distribution/descriptor.js";
 import type { Logger } from "../logger/logger.js";
 import { RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
 import { RegistryAuth, pullScope } from "./auth.js";

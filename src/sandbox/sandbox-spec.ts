@@ -10,7 +10,7 @@
 import { InvalidArgumentError, UnimplementedError } from "../errors/errors.js";
 import type { Int64Value, PodSandboxConfig, SecurityProfile } from "../gen/cri/runtime/v1/api.js";
 import { NamespaceMode } from "../gen/cri/runtime/v1/api.js";
-import type { ImageConfig } from "../image/manifest.js";
+import type { ImageConfig } from "../distribution/manifest.js";
 import {
   DEFAULT_DEVICE_RULES,
   DEFAULT_MASKED_PATHS,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { builtinPauseImage } from "../../src/image/builtin-pause.js";
 import type { BuiltinImage } from "../../src/image/builtin-pause.js";
-import { hostPlatform, MediaType } from "../../src/image/types.js";
+import { hostPlatform, MediaType } from "../../src/distribution/descriptor.js";
 import { writeTar } from "../../src/util/tar.js";
 import type { TarEntry } from "../../src/util/tar.js";
 import { cgroupDirs, mountsUnder, run, shimsReferencing, sleep } from "../bed/proc.js";

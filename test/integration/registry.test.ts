@@ -15,10 +15,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   CanceledError, DeadlineExceededError, InternalError, NotFoundError, UnauthenticatedError, UnavailableError,
 } from "../../src/errors/errors.js";
-import { parseImageRef } from "../../src/image/reference.js";
-import type { ImageRef } from "../../src/image/reference.js";
-import { MediaType } from "../../src/image/types.js";
-import type { Descriptor } from "../../src/image/types.js";
+import { parseImageRef } from "../../src/distribution/reference.js";
+import type { ImageRef } from "../../src/distribution/reference.js";
+import { MediaType } from "../../src/distribution/descriptor.js";
+import type { Descriptor } from "../../src/distribution/descriptor.js";
 import { createLogger } from "../../src/logger/logger.js";
 import { credentialsFromAuthConfig } from "../../src/registry/auth.js";
 import type { RegistryCredentials } from "../../src/registry/auth.js";

@@ -7,7 +7,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, closeSync, r
 import { join } from "node:path";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { NamespaceMode, PodSandboxConfig } from "../../src/gen/cri/runtime/v1/api.js";
-import type { ImageConfig } from "../../src/image/manifest.js";
+import type { ImageConfig } from "../../src/distribution/manifest.js";
 import type { Spec } from "../../src/oci/spec-types.js";
 import { renderResolvConf } from "../../src/sandbox/sandbox-files.js";
 import { buildSandboxSpec } from "../../src/sandbox/sandbox-spec.js";

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { builtinPauseImage, findPauseBinary } from "../../src/image/builtin-pause.js";
 import type { BuiltinImage } from "../../src/image/builtin-pause.js";
-import { hostPlatform, MediaType } from "../../src/image/types.js";
+import { hostPlatform, MediaType } from "../../src/distribution/descriptor.js";
 import { runOk, which } from "../bed/proc.js";
 
 const PAUSE_SOURCE = resolve(dirname(fileURLToPath(import.meta.url)), "../../scripts/pause/pause.c");

@@ -20,7 +20,7 @@ import {
   SecurityProfile_ProfileType,
   Signal,
 } from "../../src/gen/cri/runtime/v1/api.js";
-import type { ImageConfig } from "../../src/image/manifest.js";
+import type { ImageConfig } from "../../src/distribution/manifest.js";
 import { CAPABILITY_NAMES } from "../../src/oci/capabilities.js";
 import { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 import { runtimeDefaultSeccomp } from "../../src/oci/seccomp.js";

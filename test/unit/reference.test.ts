@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../../src/errors/errors.js";
-import { isDigest, isImageId, parseDigest, parseImageRef, refName, refString } from "../../src/image/reference.js";
-import type { ImageRef } from "../../src/image/reference.js";
+import { isDigest, isImageId, parseDigest, parseImageRef, refName, refString } from "../../src/distribution/reference.js";
+import type { ImageRef } from "../../src/distribution/reference.js";
 
 const D = `sha256:${"a".repeat(64)}`;
 const D512 = `sha512:${"b".repeat(128)}`;

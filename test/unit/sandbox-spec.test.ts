@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError, UnimplementedError } from "../../src/errors/errors.js";
 import { NamespaceMode, PodSandboxConfig, SecurityProfile_ProfileType } from "../../src/gen/cri/runtime/v1/api.js";
-import type { ImageConfig } from "../../src/image/manifest.js";
+import type { ImageConfig } from "../../src/distribution/manifest.js";
 import { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 import type { LinuxSeccomp, Mount, Spec } from "../../src/oci/spec-types.js";
 import { buildSandboxSpec, cgroupsPath } from "../../src/sandbox/sandbox-spec.js";

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
-import { isIndex, isManifest, MediaType, type Descriptor, type Platform } from "./types.js";
+import { isIndex, isManifest, MediaType, type Descriptor, type Platform } from "./descriptor.js";
 
 export interface ImageIndex {
   mediaType: string;

@@ -1,4 +1,4 @@
-// Shapes shared by the image code: OCI descriptors and platforms as podshim handles them.
+// OCI descriptors, platforms and media types: the distribution spec's shapes, shared by image/, registry/ and containerd/.
 
 export interface Platform {
   os: string;

@@ -6,6 +6,7 @@ import { ContainerdHealth } from "./containerd/health.js";
 import { NetworkService } from "./network/network-service.js";
 import { ContentStore } from "./containerd/content.js";
 import { Snapshots } from "./containerd/snapshots.js";
+import { imageAdapters } from "./image/image-adapters.js";
 import { ImageService } from "./image/image-service.js";
 import { Puller } from "./image/pull.js";
 import { builtinPauseImage, findPauseBinary } from "./image/builtin-pause.js";
@@ -102,7 +103,7 @@ export class App {
     const content = new ContentStore(this.containerd);
     const puller = new Puller({ client: this.containerd, content, snapshots, registry, logger: imageLog });
     this.images = new ImageService({
-      client: this.containerd, content, snapshots, puller, logger: imageLog, pauseImage: config.pauseImage,
+      adapters: imageAdapters({ client: this.containerd, content, snapshots, puller }), logger: imageLog, pauseImage: config.pauseImage,
       builtinPause: async () => {
         const binary = findPauseBinary();
         return binary ? builtinPauseImage(binary, hostPlatform()) : undefined;

@@ -1,14 +1,10 @@
-import type { ContainerdClient } from "../containerd/client.js";
-import type { ContentStore } from "../containerd/content.js";
-import { ImageRecords } from "../containerd/images.js";
-import type { Snapshots } from "../containerd/snapshots.js";
-import { IntrospectionService } from "../gen/containerd/services/introspection/v1/introspection.js";
+import type { ImageAdapters } from "./image-adapters.js";
 import { CanceledError, messageOf } from "../errors/errors.js";
 import type { Logger } from "../logger/logger.js";
 import type { RegistryCredentials } from "../registry/auth.js";
 import { ImageStore, repoTagsAndDigests, type ImageEntry } from "./image-store.js";
 import { documentMediaType, isIndex, parseConfig, parseIndex, parseManifest, selectManifest } from "../distribution/manifest.js";
-import type { Puller, PulledImage } from "./pull.js";
+import type { PulledImage } from "./pull.js";
 import { parseImageRef, refName, refString, type ImageRef } from "../distribution/reference.js";
 import { hostPlatform, type Descriptor } from "../distribution/descriptor.js";
 import { chainIds } from "./unpack.js";
@@ -23,10 +19,7 @@ export const ImageLabel = {
 } as const;
 
 export interface ImageServiceOptions {
-  client: ContainerdClient;
-  content: ContentStore;
-  snapshots: Snapshots;
-  puller: Puller;
+  adapters: ImageAdapters;
   logger: Logger;
   pauseImage: string;
   /** podshim's own pause image, for nodes that cannot pull the configured one. */
@@ -47,12 +40,14 @@ export interface ImageFsUsage {
  */
 export class ImageService {
   readonly store = new ImageStore();
-  private readonly records: ImageRecords;
+  private readonly records: ImageAdapters["records"];
+  private readonly a: ImageAdapters;
   private readonly pulls = new Map<string, Promise<ImageEntry>>();
   private readonly pauseRef: ImageRef;
 
   constructor(private readonly opts: ImageServiceOptions) {
-    this.records = new ImageRecords(opts.client);
+    this.a = opts.adapters;
+    this.records = opts.adapters.records;
     this.pauseRef = parseImageRef(opts.pauseImage);
   }
 
@@ -79,13 +74,13 @@ export class ImageService {
   /** Reads an image's manifest and config back from the content store. */
   private async describe(target: Descriptor, names: string[], pinned: boolean): Promise<ImageEntry> {
     let manifestDesc = target;
-    let bytes = await this.opts.content.read(target.digest);
+    let bytes = await this.a.content.read(target.digest);
     if (isIndex(documentMediaType(bytes, target.mediaType))) {
       manifestDesc = selectManifest(parseIndex(bytes), hostPlatform(), `image ${names[0]}`);
-      bytes = await this.opts.content.read(manifestDesc.digest);
+      bytes = await this.a.content.read(manifestDesc.digest);
     }
     const manifest = parseManifest(bytes);
-    const config = parseConfig(await this.opts.content.read(manifest.config.digest), manifest.layers.length);
+    const config = parseConfig(await this.a.content.read(manifest.config.digest), manifest.layers.length);
     const chain = chainIds(config.rootfs.diff_ids);
     return {
       id: manifest.config.digest,
@@ -110,7 +105,7 @@ export class ImageService {
     let running = this.pulls.get(key);
     if (!running) {
       // The shared pull is not tied to the first caller's cancellation: others may wait on it.
-      running = this.opts.puller.pull(ref, creds, (img) => this.register(img)).finally(() => this.pulls.delete(key));
+      running = this.a.puller.pull(ref, creds, (img) => this.register(img)).finally(() => this.pulls.delete(key));
       this.pulls.set(key, running);
     }
     if (!signal) return running;
@@ -179,12 +174,12 @@ export class ImageService {
 
   /** Usage of the snapshotter's filesystem by podshim's snapshots. */
   async fsInfo(): Promise<ImageFsUsage> {
-    const snapshots = await this.opts.snapshots.list();
+    const snapshots = await this.a.snapshots.list();
     let usedBytes = 0n;
     let inodesUsed = 0n;
     await Promise.all(snapshots.map(async (s) => {
       try {
-        const u = await this.opts.snapshots.usage(s.name);
+        const u = await this.a.snapshots.usage(s.name);
         usedBytes += u.size;
         inodesUsed += u.inodes;
       } catch {
@@ -198,8 +193,7 @@ export class ImageService {
   /** Where the snapshotter keeps its data (the filesystem image and writable layers live on). */
   async snapshotterRoot(): Promise<string> {
     if (this.root) return this.root;
-    const res = await this.opts.client.call(IntrospectionService.plugins, { filters: [`type==io.containerd.snapshotter.v1,id==${this.opts.snapshots.snapshotter}`] });
-    this.root = res.plugins[0]?.exports.root ?? "";
+    this.root = await this.a.snapshotterRoot(this.a.snapshots.snapshotter);
     return this.root;
   }
 
@@ -216,7 +210,7 @@ export class ImageService {
       const builtin = await this.opts.builtinPause?.();
       if (!builtin) throw err;
       this.opts.logger.warn({ pauseImage: this.opts.pauseImage, err: messageOf(err) }, "cannot pull the pause image; loading podshim's built-in pause image under its name");
-      return this.opts.puller.importImage(this.pauseRef, builtin, (img) => this.register(img));
+      return this.a.puller.importImage(this.pauseRef, builtin, (img) => this.register(img));
     }
   }
 }

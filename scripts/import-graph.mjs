@@ -17,7 +17,7 @@ const LAYERS = [
   ["cri"],
   ["pod", "recovery", "doctor"],
   ["sandbox", "container", "image", "stats"],
-  ["streaming", "network", "registry", "logs", "events"],
+  ["streaming", "network", "registry", "peer", "logs", "events"],
   ["containerd", "oci"],
   ["config", "log", "errors", "util", "version.ts", "gen", "metrics", "node"],
 ];

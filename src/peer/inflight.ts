@@ -6,20 +6,22 @@
 import { randomBytes } from "node:crypto";
 import { UnavailableError } from "../errors/errors.js";
 
-/** Where an in-flight blob's bytes come from, as announced to peers. */
-export type InFlightSource = "upstream" | "peer";
+/** Where an in-flight blob's bytes come from, as announced to peers: "claiming" while this node
+ * is still deciding (it asks the peers a second time), then upstream or a peer. */
+export type InFlightSource = "claiming" | "upstream" | "peer";
 
 /** Larger blobs are fetched without being announced: their bytes are not held in memory. */
 export const MAX_SHARED_BLOB_BYTES = 512 * 1024 * 1024;
 
 export class InFlightBlob {
-  /** A random token: among nodes that claimed a blob at once, the lowest goes upstream. */
+  /** A random token: among nodes claiming a blob at once, the lowest goes upstream. */
   readonly claim = randomBytes(16).toString("hex");
   source: InFlightSource;
   private chunks: Buffer[] = [];
   private received = 0;
   private generation = 0;
   private failed = false;
+  private done = false;
   private wake = new Set<() => void>();
 
   constructor(
@@ -32,6 +34,11 @@ export class InFlightBlob {
 
   get length(): number {
     return this.received;
+  }
+
+  /** Every byte is here and the download succeeded. */
+  get complete(): boolean {
+    return this.done && !this.failed && this.received === this.size;
   }
 
   /** A new attempt writes from `offset`: bytes past it are dropped, and readers beyond it are
@@ -67,6 +74,7 @@ export class InFlightBlob {
   end(ok: boolean): void {
     // Done with fewer bytes than the blob (it was in the store already): readers cannot finish here.
     if (!ok || this.received < this.size) this.failed = true;
+    this.done = true;
     this.notify();
   }
 
@@ -115,6 +123,19 @@ export class InFlightBlobs {
   finish(blob: InFlightBlob, ok: boolean): void {
     blob.end(ok);
     if (this.blobs.get(blob.digest) === blob) this.blobs.delete(blob.digest);
+  }
+
+  /**
+   * Ends a download that succeeded but keeps its bytes answerable for `ms`: a config is written
+   * to the content store only when its whole pull is done, and peers pulling the same image
+   * meanwhile would otherwise all fetch it upstream.
+   */
+  linger(blob: InFlightBlob, ms: number): void {
+    blob.end(true);
+    if (!blob.complete) return this.finish(blob, false);
+    setTimeout(() => {
+      if (this.blobs.get(blob.digest) === blob) this.blobs.delete(blob.digest);
+    }, ms).unref();
   }
 
   get size(): number {

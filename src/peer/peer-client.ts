@@ -53,7 +53,7 @@ export class PeerClient {
     return {
       peer,
       // A peer that is not podshim (a plain mirror) holds what it answers 200 for.
-      state: state === "fetching-upstream" || state === "fetching-peer" ? state : "stored",
+      state: state === "fetching-upstream" || state === "fetching-peer" || state === "claiming" ? state : "stored",
       ...(typeof claim === "string" ? { claim } : {}),
       ...(typeof node === "string" ? { node } : {}),
       ...(length !== undefined && /^\d+$/.test(length) ? { size: Number(length) } : {}),

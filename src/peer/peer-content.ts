@@ -43,7 +43,7 @@ export class PeerContent {
     const flying = this.inflight.get(digest);
     if (flying && kind === "blobs") {
       return {
-        state: flying.source === "upstream" ? "fetching-upstream" : "fetching-peer",
+        state: flying.complete ? "stored" : flying.source === "claiming" ? "claiming" : flying.source === "upstream" ? "fetching-upstream" : "fetching-peer",
         digest, size: flying.size, mediaType: "application/octet-stream", claim: flying.claim,
         open: (offset, length) => limit(flying.read(offset), length),
       };

@@ -6,16 +6,18 @@
 // wrong is set aside for a while (PeerList).
 //
 // Nodes pulling the same new image at once: a node that finds no peer holding a blob announces
-// that it fetches it (InFlightBlobs, answered by the peer server with a claim token), asks the
-// peers once more, and defers to a peer that claimed the same blob upstream with a lower token.
-// Deferring only ever goes to a lower token, so no two nodes wait on each other; late nodes
-// find the first node's download in round one and stream it as it arrives.
+// a claim on it (InFlightBlobs: the peer server answers HEAD with state "claiming" and a random
+// token) and asks the peers once more. It then reads from a peer that has decided to fetch it
+// upstream, or from a claimant with a lower token; a claimant with a higher token is asked again
+// until it has decided, and read from if it went upstream. Otherwise it goes upstream itself.
+// Nobody defers to a node that defers, and waiting only goes towards higher tokens, so no two
+// nodes wait on each other; late nodes find a download in round one and stream it as it arrives.
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { ErrorKind, InternalError, UnavailableError, isKind, messageOf } from "../errors/errors.js";
 import type { Logger } from "../log/logger.js";
 import { countPeerFailure, countPullSourceBytes } from "../metrics/metrics.js";
-import type { InFlightBlob, InFlightBlobs } from "./inflight.js";
+import type { InFlightBlob, InFlightBlobs, InFlightSource } from "./inflight.js";
 import type { PeerClient, PeerHead } from "./peer-client.js";
 import type { PeerFailure, PeerList } from "./peer-list.js";
 import { MAX_PEER_MANIFEST_BYTES, isManifestType, type PeerDescriptor, type PeerKind, type SourceTally } from "./protocol.js";
@@ -44,7 +46,13 @@ interface Plan {
   blob?: InFlightBlob;
 }
 
-const RANK: Record<PeerHead["state"], number> = { stored: 0, "fetching-upstream": 1, "fetching-peer": 2 };
+/** How long a fetched config stays answerable from memory (its pull commits it at the end). */
+const DOCUMENT_LINGER_MS = 60_000;
+
+const RANK: Record<PeerHead["state"], number> = { stored: 0, "fetching-upstream": 1, claiming: 2, "fetching-peer": 3 };
+/** How long a claimant with a higher token may take to decide, and how often it is asked. */
+const DECIDE_WAIT_MS = 2_000;
+const DECIDE_POLL_MS = 20;
 
 function failureOf(err: unknown): PeerFailure {
   if (isKind(err, ErrorKind.DeadlineExceeded)) return "slow";
@@ -101,7 +109,8 @@ export class PeerSources {
       ok = true;
       return bytes;
     } finally {
-      if (plan.blob) this.opts.inflight?.finish(plan.blob, ok);
+      if (plan.blob && ok) this.opts.inflight?.linger(plan.blob, DOCUMENT_LINGER_MS);
+      else if (plan.blob) this.opts.inflight?.finish(plan.blob, false);
     }
   }
 
@@ -149,25 +158,46 @@ export class PeerSources {
 
   /** Who to read a digest from: a peer holding it, or none (the registry), announcing the download. */
   private async plan(repo: PeerRepo, kind: PeerKind, desc: PeerDescriptor, signal?: AbortSignal): Promise<Plan> {
-    const announce = (source: "upstream" | "peer") => (kind === "blobs" ? this.opts.inflight?.begin(desc.digest, desc.size, source) : undefined);
+    const announce = (source: InFlightSource) => (kind === "blobs" ? this.opts.inflight?.begin(desc.digest, desc.size, source) : undefined);
     if ((await this.opts.list.all()).length === 0) return { ...optional("blob", announce("upstream")) };
     const holder = best(await this.ask(repo, kind, desc.digest, signal), desc.size);
     if (holder) return { peer: holder.peer, ...optional("blob", announce("peer")) };
-    const blob = announce("upstream");
+    const blob = announce("claiming");
     if (!blob) return {};
-    // Round two, now that this node's claim is visible: a peer holding it by now, or one that
-    // claimed it upstream with a lower token, is read from instead of the registry.
+    // Round two, now that this node's claim is visible.
     const again = await this.ask(repo, kind, desc.digest, signal);
-    const stored = again.find((h) => h.state === "stored" && h.size === desc.size);
-    const lower = again
-      .filter((h) => h.state === "fetching-upstream" && h.size === desc.size && h.claim !== undefined && h.claim < blob.claim)
-      .sort((a, b) => (a.claim! < b.claim! ? -1 : 1))[0];
-    const pick = stored ?? lower;
+    const same = again.filter((h) => h.size === undefined || h.size === desc.size);
+    const lower = same.filter((h) => h.state === "claiming" && h.claim !== undefined && h.claim < blob.claim).sort((a, b) => (a.claim! < b.claim! ? -1 : 1));
+    let pick: PeerHead | undefined = same.find((h) => h.state === "stored") ?? same.find((h) => h.state === "fetching-upstream") ?? lower[0];
+    if (!pick) {
+      // A claimant with a higher token may not have seen this claim: whether it defers to us or
+      // goes upstream is known once it has decided.
+      const higher = same.filter((h) => h.state === "claiming" && h.claim !== undefined && h.claim > blob.claim);
+      const decided = await Promise.all(higher.map((h) => this.decision(repo, kind, desc.digest, h.peer, signal)));
+      pick = decided.find((h) => h?.state === "fetching-upstream" || h?.state === "stored");
+    }
     if (pick) {
       blob.source = "peer";
       return { peer: pick.peer, blob };
     }
+    blob.source = "upstream";
     return { blob };
+  }
+
+  /** Asks a claiming peer again until it has decided (or stops answering for the digest). */
+  private async decision(repo: PeerRepo, kind: PeerKind, digest: string, peer: string, signal?: AbortSignal): Promise<PeerHead | undefined> {
+    const deadline = Date.now() + DECIDE_WAIT_MS;
+    while (Date.now() < deadline && !signal?.aborted) {
+      await new Promise((r) => setTimeout(r, DECIDE_POLL_MS));
+      let h: PeerHead | undefined;
+      try {
+        h = await this.opts.client.head(peer, repo.domain, repo.path, kind, digest, signal);
+      } catch {
+        return undefined;
+      }
+      if (h?.state !== "claiming") return h;
+    }
+    return undefined;
   }
 
   /** HEAD on every available peer at once; a peer that cannot answer is set aside. */

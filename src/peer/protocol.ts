@@ -4,13 +4,13 @@
 export const PeerHeader = {
   /** The answering podshim's instance id: a node that hears its own id knows it asked itself. */
   node: "podshim-node",
-  /** stored | fetching-upstream | fetching-peer */
+  /** stored | claiming | fetching-upstream | fetching-peer */
   state: "podshim-peer-state",
   /** The claim token of a blob being fetched: among simultaneous claimants, the lowest goes upstream. */
   claim: "podshim-claim",
 } as const;
 
-export type PeerState = "stored" | "fetching-upstream" | "fetching-peer";
+export type PeerState = "stored" | "claiming" | "fetching-upstream" | "fetching-peer";
 
 /** What a peer stores content under: blobs, or manifests (and indexes). */
 export type PeerKind = "blobs" | "manifests";

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { parseRange, PeerServer } from "../../src/peer/peer-server.js";
 import { parsePeersFile, PeerList } from "../../src/peer/peer-list.js";
@@ -18,6 +19,7 @@ import { PeerClient } from "../../src/peer/peer-client.js";
 import { PeerSources } from "../../src/peer/peer-sources.js";
 import { manifestTypeOf } from "../../src/peer/protocol.js";
 import type { ContentStore } from "../../src/containerd/content.js";
+import { registry as metrics } from "../../src/metrics/metrics.js";
 
 const logger = pino({ level: "silent" });
 const tmp = mkdtempSync(join(tmpdir(), "peer-unit-"));
@@ -185,6 +187,10 @@ describe("peer server and sources over loopback", () => {
         expect(tally.upstream).toBe(wantPeer ? 0 : layer.length);
         if (!wantPeer) expect((await list.describe())[0]).toMatchObject({ state: "backoff", reason: "corrupt" });
       }
+      const text = await metrics.metrics();
+      expect(text).toContain(`podshim_image_pull_source_bytes_total{source="peer",peer="${good.address}"} ${layer.length}`);
+      expect(text).toContain(`podshim_peer_failures_total{peer="${liarAddress}",reason="corrupt"} 1`);
+      expect(text).toMatch(/podshim_peer_served_bytes_total\{kind="blobs"\} \d+/);
     } finally {
       client.close();
       await good.stop();
@@ -237,6 +243,42 @@ describe("peer server and sources over loopback", () => {
       client.close();
       await closed.stop();
       await open.stop();
+    }
+  });
+
+  it("three nodes downloading the same blobs at once go upstream about once per blob, and every node gets every byte", async () => {
+    const nodes = await Promise.all([0, 1, 2].map(async (i) => {
+      const inflight = new InFlightBlobs();
+      const server = new PeerServer({ host: "127.0.0.1", port: 0, instanceId: `n${i}`, logger, content: new PeerContent(memoryStore(new Map()), inflight) });
+      await server.start();
+      return { server, inflight, list: undefined as PeerList | undefined };
+    }));
+    const client = new PeerClient();
+    let upstreamCalls = 0;
+    try {
+      const sources = nodes.map((n, i) => new PeerSources({
+        list: new PeerList({ peers: nodes.filter((_, j) => j !== i).map((m) => m.server.address), logger }),
+        client, inflight: n.inflight, instanceId: `n${i}`, resolveTags: false, logger,
+      }));
+      const blobs = Array.from({ length: 12 }, () => randomBytes(256 * 1024));
+      // The registry: a little slow to answer, then a few chunks.
+      const upstreamOf = (data: Buffer) => async (offset: number) => {
+        upstreamCalls++;
+        await sleep(5);
+        return Readable.from([data.subarray(offset, offset + 100_000), data.subarray(offset + 100_000)]);
+      };
+      for (const data of blobs) {
+        const d = { mediaType: "application/octet-stream", digest: digestOf(data), size: data.length };
+        const got = await Promise.all(sources.map(async (src) => {
+          const tally = { upstream: 0, peers: {} as Record<string, number> };
+          return src.download(repo, d, upstreamOf(data), async (open) => collect(await open(0)), tally);
+        }));
+        for (const g of got) expect(g.equals(data)).toBe(true);
+      }
+      expect(upstreamCalls / blobs.length).toBeLessThanOrEqual(1.5);
+    } finally {
+      client.close();
+      await Promise.all(nodes.map((n) => n.server.stop()));
     }
   });
 });

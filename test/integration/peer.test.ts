@@ -163,6 +163,10 @@ describe("the peer mirror on a 3-node bed", () => {
     await sleep(300);
     const node2 = await getsFor(offset, big);
     expect(node2.total).toBe(0);
+    // crictl info shows the mirror and its peers.
+    const info = JSON.parse((await cri(n2).runtime("Status", { verbose: true })).info.peering) as { serving: string; peers: { peer: string; state: string }[] };
+    expect(info.serving).toBe(n2.peerAddress);
+    expect(info.peers.map((p) => p.peer).sort()).toEqual([n1.peerAddress, n3.peerAddress].sort());
     const line = await pulledLine(n2, big.ref);
     const fromPeers = line.fromPeers as Record<string, number>;
     const peerBytes = Object.values(fromPeers).reduce((a, b) => a + b, 0);

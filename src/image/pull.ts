@@ -190,13 +190,16 @@ export class Puller {
     });
   }
 
-  /** The registry resolves; when it cannot, other sources may know the digest (never a tag,
-   * unless they were told to). */
+  /** The registry resolves; when it cannot be reached, other sources may know the digest (never
+   * a tag, unless they were told to). */
   private async resolve(ref: ImageRef, creds: RegistryCredentials | undefined, log: Logger, signal?: AbortSignal): Promise<{ descriptor: Descriptor; source: RegistrySource }> {
     try {
       return await this.opts.registry.resolve(ref, creds, signal);
     } catch (err) {
-      if (!this.opts.sources || signal?.aborted || isKind(err, ErrorKind.Canceled)) throw err;
+      // Only when the registry is away or refusing for load: a 401 or 404 is its answer, and
+      // a peer must not stand in for credentials the caller does not have.
+      const away = isKind(err, ErrorKind.Unavailable) || isKind(err, ErrorKind.DeadlineExceeded) || isKind(err, ErrorKind.ResourceExhausted);
+      if (!this.opts.sources || signal?.aborted || !away) throw err;
       const descriptor = await this.opts.sources.resolve(ref, { ...(ref.digest ? { digest: ref.digest } : {}), ...(ref.tag ? { tag: ref.tag } : {}) }, signal);
       if (!descriptor) throw err;
       log.warn({ digest: descriptor.digest, err: messageOf(err) }, "the registry could not resolve the image; a peer had it");

@@ -258,6 +258,16 @@ export async function registryBlobGets(bed: MultinodeBed, offset = 0, from?: str
   return out;
 }
 
+/**
+ * Makes a request of its own to the registry (from the fabric) and waits until the access log
+ * shows it: every request that finished before this call is in the log by then.
+ */
+export async function registryLogMark(bed: MultinodeBed): Promise<void> {
+  const mark = `mark${Date.now()}${Math.random().toString(36).slice(2)}`;
+  await run("nsenter", [`--net=/run/netns/${bed.fabricNetns}`, "curl", "-s", "-o", "/dev/null", `http://${REGISTRY}/v2/${mark}/tags/list`], { timeoutMs: 10_000 });
+  await waitFor("the registry's access log", 10_000, async () => (await readFrom(registryLogPath(bed), 0)).includes(mark), () => tail(registryLogPath(bed)));
+}
+
 /** Where the registry's log ends now: count from here. */
 export async function registryLogOffset(bed: MultinodeBed): Promise<number> {
   return sizeOf(registryLogPath(bed));

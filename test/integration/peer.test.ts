@@ -14,9 +14,9 @@ import { fileURLToPath } from "node:url";
 import { criClient, statusOf, type CriClient } from "../support/cri-client.js";
 import { PODSHIM_MAIN } from "../support/podshim.js";
 import { buildImage, pushImage, type BuiltImage } from "../bed/oci.js";
-import { mountsUnder, run, runOk, shimsReferencing, sleep } from "../bed/proc.js";
+import { mountsUnder, run, runOk, shimsReferencing } from "../bed/proc.js";
 import {
-  FABRIC_ADDRESS, REGISTRY, multinodeDown, multinodeUp, registryBlobGets, registryDown, registryLogOffset, registryUp, setPeers,
+  FABRIC_ADDRESS, REGISTRY, multinodeDown, multinodeUp, registryBlobGets, registryDown, registryLogMark, registryLogOffset, registryUp, setPeers,
   type BedNode, type MultinodeBed,
 } from "../bed/multinode.js";
 
@@ -65,14 +65,6 @@ async function getsFor(offset: number, image: TestImage, from?: string): Promise
   return { layers, config, total: layers.reduce((a, b) => a + b, 0) + config };
 }
 
-/** The access log is written as requests finish; wait until it holds `n` blob GETs past offset. */
-async function settleLog(offset: number, atLeast: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const total = [...(await registryBlobGets(mn, offset)).values()].reduce((a, b) => a + b, 0);
-    if (total >= atLeast) return;
-    await sleep(50);
-  }
-}
 
 /** The node's "pulled" log line for an image (the last one). */
 async function pulledLine(node: BedNode, ref: string): Promise<Record<string, unknown>> {
@@ -102,9 +94,17 @@ beforeAll(async () => {
   mn = await multinodeUp({ dir, nodes: 3, registryStorage: bed.registryStorage, podshimMain: PODSHIM_MAIN, restrictOomScoreAdj: true, pauseImage: REGISTRY + "/podshim-test/pause:3.10", logLevel: "debug" });
 }, 240_000);
 
+async function stopCorruptPeer(): Promise<void> {
+  const proc = corrupt;
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise((r) => proc.once("exit", r));
+  proc.kill("SIGKILL");
+  await gone;
+}
+
 afterAll(async () => {
   for (const c of clients.values()) c.close();
-  if (corrupt && corrupt.exitCode === null) corrupt.kill("SIGKILL");
+  await stopCorruptPeer();
   await multinodeDown(dir);
   const out = fileURLToPath(new URL("../../.tmp/bench/", import.meta.url));
   mkdirSync(out, { recursive: true });
@@ -141,7 +141,7 @@ describe("the peer mirror on a 3-node bed", () => {
 
     let offset = await registryLogOffset(mn);
     const first = await pull(n1, big.ref);
-    await settleLog(offset, blobs);
+    await registryLogMark(mn);
     const node1 = await getsFor(offset, big);
     expect(node1.layers).toEqual(big.img.layers.map(() => 1));
 
@@ -149,7 +149,7 @@ describe("the peer mirror on a 3-node bed", () => {
     await setPeers(n3, []);
     offset = await registryLogOffset(mn);
     const alone = await pull(n3, big.ref);
-    await settleLog(offset, blobs);
+    await registryLogMark(mn);
     const node3 = await getsFor(offset, big);
     expect(node3.total).toBe(blobs);
     await setPeers(n3, [n1.peerAddress, n2.peerAddress]);
@@ -159,8 +159,7 @@ describe("the peer mirror on a 3-node bed", () => {
     expect(peered.id).toBe(big.img.config.digest);
     const status = await cri(n2).image("ImageStatus", { image: { image: big.ref } });
     expect(status.image.repo_digests).toContain(`${REGISTRY}/peer-test/big@${big.digest}`);
-    // Give the access log a moment to show any request that was made.
-    await sleep(300);
+    await registryLogMark(mn);
     const node2 = await getsFor(offset, big);
     expect(node2.total).toBe(0);
     // crictl info shows the mirror and its peers.
@@ -225,7 +224,7 @@ describe("the peer mirror on a 3-node bed", () => {
       expect(res.image_ref).toBe(lied.img.config.digest);
       const served = await stats();
       expect(served.corrupted).toBeGreaterThan(0);
-      await settleLog(offset, 1);
+      await registryLogMark(mn);
       // Node 2's own requests (the lying peer proxies the registry too).
       const gets = await getsFor(offset, lied, n2.address);
       // Every layer came from the registry in the end (the peer is set aside after its first lie).
@@ -241,7 +240,7 @@ describe("the peer mirror on a 3-node bed", () => {
       figures.corruptPeer = { pullMs: ms, peerRequests: served, registryBlobGets: gets };
     } finally {
       await setPeers(n2, mn.nodes.filter((n) => n !== n2).map((n) => n.peerAddress));
-      corrupt.kill("SIGTERM");
+      await stopCorruptPeer();
     }
   });
 
@@ -251,8 +250,7 @@ describe("the peer mirror on a 3-node bed", () => {
     const results = await Promise.all(mn.nodes.map((n) => pull(n, burst.ref)));
     const ms = Math.round(performance.now() - t);
     for (const r of results) expect(r.id).toBe(burst.img.config.digest);
-    await settleLog(offset, burst.img.layers.length);
-    await sleep(300);
+    await registryLogMark(mn);
     const gets = await getsFor(offset, burst);
     const perLayer = gets.layers.reduce((a, b) => a + b, 0) / gets.layers.length;
     figures.concurrent = {

@@ -281,4 +281,41 @@ describe("peer server and sources over loopback", () => {
       await Promise.all(nodes.map((n) => n.server.stop()));
     }
   });
+
+  it("a peer that does not answer, or stops sending mid-layer, is set aside as slow and the layer comes from upstream", async () => {
+    const silent = http.createServer(() => undefined);
+    // Answers HEAD, then sends half the layer and goes quiet.
+    const staller = http.createServer((req, res) => {
+      res.setHeader("Content-Length", String(layer.length));
+      if (req.method === "HEAD") return res.end();
+      res.write(layer.subarray(0, layer.length >> 1));
+    });
+    const addresses = [await listen(silent), await listen(staller)];
+    const client = new PeerClient({ headersTimeoutMs: 200, stallTimeoutMs: 200 });
+    try {
+      for (const peer of addresses) {
+        const list = new PeerList({ peers: [peer], logger });
+        const sources = new PeerSources({ list, client, instanceId: "me", resolveTags: false, logger });
+        const tally = { upstream: 0, peers: {} as Record<string, number> };
+        const written = await sources.download(repo, desc, async (offset) => Readable.from([layer.subarray(offset)]), async (open) => {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await collect(await open(0));
+            } catch (err) {
+              if (attempt === 2) throw err;
+            }
+          }
+        }, tally);
+        expect(written.equals(layer)).toBe(true);
+        expect(tally.upstream).toBe(layer.length);
+        expect((await list.describe())[0]).toMatchObject({ state: "backoff", reason: "slow" });
+        expect(await list.available()).toEqual([]);
+      }
+    } finally {
+      client.close();
+      silent.closeAllConnections();
+      staller.closeAllConnections();
+      await Promise.all([silent, staller].map((s) => new Promise((r) => s.close(r))));
+    }
+  });
 });

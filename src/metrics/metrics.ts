@@ -43,7 +43,7 @@ const pullDuration = new Histogram({
   labelNames: ["result"], buckets: PULL_BUCKETS, registers: [registry],
 });
 const pullBytes = new Counter({
-  name: "podshim_image_pull_bytes_total", help: "Layer bytes downloaded from registries.", registers: [registry],
+  name: "podshim_image_pull_bytes_total", help: "Layer bytes downloaded (from registries and peers).", registers: [registry],
 });
 const pullFailures = new Counter({
   name: "podshim_image_pull_failures_total", help: "Image pulls that failed.", registers: [registry],

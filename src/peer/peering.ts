@@ -51,7 +51,8 @@ export class Peering {
       serving: this.server ? this.server.address || "starting" : "off",
       peersFile: this.config.peersFile,
       resolveTags: this.config.peerResolveTags,
-      downloadsAnnounced: this.inflight.size,
+      // Downloads under way that peers may read, and configs kept briefly for them.
+      heldForPeers: this.inflight.size,
       peers: await this.list.describe(),
     };
   }

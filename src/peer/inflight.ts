@@ -12,6 +12,8 @@ export type InFlightSource = "claiming" | "upstream" | "peer";
 
 /** Larger blobs are fetched without being announced: their bytes are not held in memory. */
 export const MAX_SHARED_BLOB_BYTES = 512 * 1024 * 1024;
+/** Nor are more blobs once those held add up to this. */
+export const MAX_SHARED_TOTAL_BYTES = 1024 * 1024 * 1024;
 
 export class InFlightBlob {
   /** A random token: among nodes claiming a blob at once, the lowest goes upstream. */
@@ -115,6 +117,9 @@ export class InFlightBlobs {
   /** Announces a download, or undefined when one of the same digest already is (or it is too big). */
   begin(digest: string, size: number, source: InFlightSource): InFlightBlob | undefined {
     if (size > MAX_SHARED_BLOB_BYTES || this.blobs.has(digest)) return undefined;
+    let held = 0;
+    for (const b of this.blobs.values()) held += b.size;
+    if (held + size > MAX_SHARED_TOTAL_BYTES) return undefined;
     const blob = new InFlightBlob(digest, size, source);
     this.blobs.set(digest, blob);
     return blob;

@@ -108,8 +108,12 @@ describe("in-flight blobs", () => {
     expect(flights.get("sha256:y")).toBeUndefined();
   });
 
-  it("does not announce blobs too large to hold in memory", () => {
-    expect(new InFlightBlobs().begin("sha256:z", 4 * 1024 ** 3, "upstream")).toBeUndefined();
+  it("does not announce blobs too large to hold in memory, nor more than 1 GiB at once", () => {
+    const flights = new InFlightBlobs();
+    expect(flights.begin("sha256:z", 4 * 1024 ** 3, "upstream")).toBeUndefined();
+    expect(flights.begin("sha256:a", 500 * 1024 ** 2, "upstream")).toBeDefined();
+    expect(flights.begin("sha256:b", 500 * 1024 ** 2, "upstream")).toBeDefined();
+    expect(flights.begin("sha256:c", 100 * 1024 ** 2, "upstream")).toBeUndefined();
   });
 });
 

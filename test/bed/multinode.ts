@@ -44,6 +44,8 @@ export interface MultinodeOptions {
   /** Peer mirror on (the default): each node serves on PEER_PORT and asks the others, listed
    * in its peers file. */
   peering?: boolean;
+  /** More podshim flags for some nodes, by node index ("1", "2", ...). */
+  nodeArgs?: Record<string, string[]>;
 }
 
 export const PEER_PORT = 5050;
@@ -380,6 +382,7 @@ export function podshimArgsFor(bed: MultinodeBed, node: BedNode): string[] {
     "--log-level", o.logLevel ?? "info",
     ...(o.restrictOomScoreAdj ? ["--restrict-oom-score-adj"] : []),
     ...((o.peering ?? true) ? ["--peer-address", node.peerAddress, "--peers-file", node.peersFile] : []),
+    ...(o.nodeArgs?.[String(node.index)] ?? []),
   ];
 }
 
@@ -395,6 +398,13 @@ export async function podshimUp(bed: MultinodeBed, node: BedNode): Promise<numbe
     return (await readFrom(node.podshimLog, offset)).includes("podshim is serving CRI");
   }, () => readFrom(node.podshimLog, offset));
   return pid;
+}
+
+/** Stops the node's podshim (SIGTERM; pods keep running in containerd) and starts it again with
+ * the bed's current options. */
+export async function podshimRestart(bed: MultinodeBed, node: BedNode): Promise<number> {
+  await stopPid(await readPid(join(node.dir, "podshim.pid")));
+  return podshimUp(bed, node);
 }
 
 export async function podshimPid(node: BedNode): Promise<number | undefined> {

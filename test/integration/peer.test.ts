@@ -16,7 +16,7 @@ import { PODSHIM_MAIN } from "../support/podshim.js";
 import { buildImage, pushImage, type BuiltImage } from "../bed/oci.js";
 import { mountsUnder, run, runOk, shimsReferencing } from "../bed/proc.js";
 import {
-  FABRIC_ADDRESS, REGISTRY, multinodeDown, multinodeUp, registryBlobGets, registryDown, registryLogMark, registryLogOffset, registryUp, setPeers,
+  FABRIC_ADDRESS, REGISTRY, multinodeDown, multinodeUp, podshimRestart, registryBlobGets, registryDown, registryLogMark, registryLogOffset, registryUp, setPeers,
   type BedNode, type MultinodeBed,
 } from "../bed/multinode.js";
 
@@ -201,6 +201,30 @@ describe("the peer mirror on a 3-node bed", () => {
       figures.registryDown = { pullByDigestMs: ms, byTag: `refused: ${byTag.details.slice(0, 120)}` };
     } finally {
       await registryUp(mn);
+    }
+  });
+
+  it("with --peer-resolve-tags on both sides, a tag the registry cannot resolve is resolved by a peer", async () => {
+    const [n1, n2] = mn.nodes as [BedNode, BedNode];
+    const restart = async (on: boolean) => {
+      mn.options.nodeArgs = on ? { "1": ["--peer-resolve-tags"], "2": ["--peer-resolve-tags"] } : {};
+      for (const n of [n1, n2]) {
+        clients.get(n.index)?.close();
+        clients.delete(n.index);
+        await podshimRestart(mn, n);
+      }
+    };
+    await restart(true);
+    await registryDown(mn);
+    try {
+      const res = await cri(n2).image("PullImage", { image: { image: solo.ref } }, 120_000);
+      expect(res.image_ref).toBe(solo.img.config.digest);
+      const status = await cri(n2).image("ImageStatus", { image: { image: solo.ref } });
+      expect(status.image.repo_tags).toContain(solo.ref);
+      expect(await readFile(n2.podshimLog, "utf8")).toMatch(/"msg":"tag resolved by a peer \(peer_resolve_tags is on\)"/);
+    } finally {
+      await registryUp(mn);
+      await restart(false);
     }
   });
 

@@ -18,7 +18,7 @@ const LAYERS = [
   ["cri"],
   ["pod", "recovery", "doctor"],
   ["sandbox", "container", "image", "stats"],
-  ["streaming", "network", "registry", "container-logs", "lifecycle-events"],
+  ["streaming", "network", "registry", "peer", "container-logs", "lifecycle-events"],
   ["containerd", "oci"],
   ["config", "logger", "errors", "util", "version.ts", "gen", "metrics", "node", "rpc", "distribution"],
 ];

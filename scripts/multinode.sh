@@ -2,7 +2,7 @@
 # A kind-like multi-node bed on this machine (run as root), without Docker: every node is a
 # network namespace with its own containerd and podshim, linked by a bridge in a namespace of
 # the bed's own that also serves the images. See README "A multi-node bed".
-#   scripts/multinode.sh up [--nodes 2..4] [--dir DIR]   (default 3 nodes in /run/podshim-multinode)
+#   scripts/multinode.sh up [--nodes 2..4] [--dir DIR] [--no-peering]   (default 3 nodes in /run/podshim-multinode, peer mirror on)
 #   scripts/multinode.sh status [--dir DIR]
 #   scripts/multinode.sh down [--dir DIR]
 # up is idempotent (it starts only what is not running); down removes everything it made.

@@ -39,6 +39,7 @@ import { CriServer } from "./server/grpc-server.js";
 import { RUNTIME_COMMIT, RUNTIME_VERSION } from "./version.js";
 import { HealthServer } from "./server/health.js";
 import { MetricsServer } from "./metrics/server.js";
+import { Peering } from "./peer/peering.js";
 import { countSweptOrphan, enableProcessMetrics, observeRecovery, observeRpc, setStateSource } from "./metrics/metrics.js";
 import { containerdMetricsInterceptor } from "./metrics/containerd-interceptor.js";
 
@@ -86,6 +87,7 @@ export class App {
   private readonly server: CriServer;
   private readonly healthService: HealthServer;
   private readonly metrics: MetricsServer | undefined;
+  private readonly peering: Peering | undefined;
 
   constructor(
     private readonly config: Config,
@@ -101,7 +103,13 @@ export class App {
     this.records = new ContainerRecords(this.containerd);
     const registry = (this.registry = new RegistryClient({ configDir: config.registryConfigDir, logger: imageLog }));
     const content = new ContentStore(this.containerd);
-    const puller = new Puller({ client: this.containerd, content, snapshots, registry, logger: imageLog });
+    // Tags are looked up lazily: the image index is filled by recovery.
+    const tagTarget = (name: string) => {
+      const entry = this.images.status(name);
+      return entry?.names.has(name) ? entry.target : undefined;
+    };
+    const peering = (this.peering = Peering.wanted(config) ? new Peering(config, content, tagTarget, logger.child({ part: "peers" })) : undefined);
+    const puller = new Puller({ client: this.containerd, content, snapshots, registry, logger: imageLog, ...(peering ? { sources: peering.sources } : {}) });
     this.images = new ImageService({
       adapters: imageAdapters({ client: this.containerd, content, snapshots, puller }), logger: imageLog, pauseImage: config.pauseImage,
       builtinPause: async () => {
@@ -140,7 +148,7 @@ export class App {
     const deps: CriDeps = {
       config, containerdHealth: this.health, network: this.network, images: this.images, sandboxes: this.sandboxes, containers: this.containers,
       pods: this.pods, recovery: () => this.recovery, streaming: this.streaming, stats: this.stats, lifecycleEvents,
-      runtime: { streamingUrl: () => this.streaming.baseUrl },
+      runtime: { streamingUrl: () => this.streaming.baseUrl, ...(peering ? { peering: () => peering.describe() } : {}) },
     };
     const boundary = {
       logger: logger.child({ part: "cri" }), isReady: () => this.ready, alwaysServed: new Set(["Version", "Status"]), inFlight: this.inFlight,
@@ -173,6 +181,7 @@ export class App {
     // Refuse before touching anything when another instance serves the socket.
     await this.server.checkSocket();
     await this.metrics?.start();
+    await this.peering?.start();
     await mkdir(this.config.root, { recursive: true, mode: 0o711 });
     await mkdir(this.config.state, { recursive: true, mode: 0o711 });
     await this.network.start();
@@ -283,6 +292,7 @@ export class App {
     this.taskEvents.stop();
     await this.containers.stop();
     this.network.close();
+    await this.peering?.stop();
     this.registry.close();
     this.containerd.close();
     await this.metrics?.stop();

@@ -38,6 +38,14 @@ export interface Config {
   streamMaxStreamsPerSession: number;
   /** Prometheus /metrics, /healthz and /readyz; undefined = off (the default). */
   metricsAddress: { host: string; port: number } | undefined;
+  /** The peer mirror (src/peer): where this node serves its content by digest; undefined = off. */
+  peerAddress: { host: string; port: number } | undefined;
+  /** Peers tried before the registry for content by digest, as HOST:PORT. */
+  peers: string[];
+  /** A file of peers (HOST:PORT per line), re-read when it changes; "" = none. */
+  peersFile: string;
+  /** Resolve tags from peers when the registry cannot, and answer peers' tag requests. */
+  peerResolveTags: boolean;
   /** RuntimeClass handlers by name; "" is the default. TOML only ([runtimes.<name>]). */
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
@@ -169,6 +177,20 @@ function optionalHostPort(raw: unknown, source: string): { host: string; port: n
   return parseHostPort(raw, source);
 }
 
+/** HOST:PORT entries: an array in TOML, a comma-separated list on the command line. */
+function peerList(raw: unknown, source: string): string[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(",") : undefined;
+  if (!items) throw new ConfigError(`${source} must be a list of HOST:PORT peers`);
+  const out: string[] = [];
+  for (const item of items) {
+    if (typeof item !== "string") throw new ConfigError(`${source} must be a list of HOST:PORT peers, got ${JSON.stringify(item)}`);
+    if (item.trim() === "") continue;
+    parseHostPort(item.trim(), source);
+    out.push(item.trim());
+  }
+  return out;
+}
+
 function spec<K extends keyof Config>(s: OptionSpec<K>): OptionSpec<K> {
   return s;
 }
@@ -223,6 +245,14 @@ export const OPTIONS = [
     parse: positiveInt(100_000), defaultText: "256", help: "streams one SPDY session may open (exec, attach, port-forward)" }),
   spec({ key: "metricsAddress", flag: "metrics-address", toml: "metrics_address", kind: "string", metavar: "HOST:PORT", parse: optionalHostPort,
     defaultText: "", help: "serve Prometheus /metrics, /healthz and /readyz over HTTP here, e.g. 127.0.0.1:10257; off when empty" }),
+  spec({ key: "peerAddress", flag: "peer-address", toml: "peer_address", kind: "string", metavar: "HOST:PORT", parse: optionalHostPort,
+    defaultText: "", help: "serve this node's images to peers by digest (OCI distribution read API, plain HTTP) here; off when empty" }),
+  spec({ key: "peers", flag: "peers", toml: "peers", kind: "list", metavar: "HOST:PORT,...", parse: peerList,
+    defaultText: "", help: "peers asked before the registry for blobs and manifests by digest (comma-separated; an array in TOML)" }),
+  spec({ key: "peersFile", flag: "peers-file", toml: "peers_file", kind: "string", metavar: "FILE", parse: optionalPath,
+    defaultText: "", help: "file of more peers, HOST:PORT per line (# comments), re-read when it changes" }),
+  spec({ key: "peerResolveTags", flag: "peer-resolve-tags", toml: "peer_resolve_tags", kind: "boolean", parse: bool,
+    defaultText: "false", help: "when the registry cannot resolve a tag, ask peers (and answer peers' tag requests); tags are not content-addressed" }),
 ] as const satisfies readonly OptionSpec[];
 
 export function defaultConfig(): Config {

@@ -38,6 +38,18 @@ export class ContentStore {
     return Buffer.concat(parts);
   }
 
+  /** Streams `size` bytes of a committed blob from `offset` (size 0: to the end). */
+  async *readStream(digest: string, offset: number, size: number, opts: CallOptions = {}): AsyncIterable<Buffer> {
+    const stream = this.client.serverStream(ContentService.read, { digest, offset: BigInt(offset), size: BigInt(size) }, opts);
+    try {
+      for await (const msg of stream) yield (msg as { data: Buffer }).data;
+    } catch (err) {
+      throw this.client.streamError(ContentService.read, err);
+    } finally {
+      stream.cancel();
+    }
+  }
+
   /** Replaces the given labels (others stay). */
   async setLabels(digest: string, labels: Record<string, string>, opts: CallOptions = {}): Promise<void> {
     await this.client.call(ContentService.update, {

@@ -29,6 +29,8 @@ export interface StreamingUrls {
 export interface RuntimeFacts {
   /** The streaming server's bound base URL ("" before it listens). */
   streamingUrl(): string;
+  /** The peer mirror: what it serves and which peers are set aside; undefined when off. */
+  peering?(): Promise<object>;
 }
 
 /** The services CRI handlers call. Handlers get nothing else: no grpc-js, no containerd client. */

@@ -30,6 +30,7 @@ export function status(deps: CriDeps): UnaryRpc<StatusRequest, StatusResponse> {
       info.streaming = JSON.stringify({ url: deps.runtime?.streamingUrl() ?? "", ...(deps.streaming.exposure ? deps.streaming.exposure() : {}) });
       info.cniConfig = JSON.stringify(network.ok ? network.network.raw : null);
       info.node = JSON.stringify(await nodeFacts());
+      info.peering = JSON.stringify(deps.runtime?.peering ? await deps.runtime.peering() : { serving: "off", peers: [] });
       info.version = JSON.stringify({ name: RUNTIME_NAME, version: RUNTIME_VERSION, commit: RUNTIME_COMMIT, node: process.version });
     }
     const recovery = deps.recovery();

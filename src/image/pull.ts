@@ -28,6 +28,25 @@ export interface PulledImage {
   size: number;
 }
 
+/** Bytes a pull got, by where they came from. */
+export interface SourceTally {
+  upstream: number;
+  peers: Record<string, number>;
+}
+
+/**
+ * Where content comes from besides the registry (src/peer: other nodes). Every method falls
+ * back to the `upstream` it is given; whatever it returns is verified against the digest.
+ */
+export interface ContentSources {
+  /** A descriptor for a reference the registry could not resolve, or undefined. */
+  resolve(repo: { domain: string; path: string }, reference: { digest?: string; tag?: string }, signal?: AbortSignal): Promise<Descriptor | undefined>;
+  fetchBytes(repo: { domain: string; path: string }, desc: Descriptor, upstream: () => Promise<Buffer>, tally: SourceTally, signal?: AbortSignal): Promise<Buffer>;
+  /** Runs `write` with `open(offset)`: the layer's bytes from offset on, from wherever. */
+  download<T>(repo: { domain: string; path: string }, desc: Descriptor, upstream: (offset: number) => Promise<Readable>,
+    write: (open: (offset: number) => Promise<AsyncIterable<Uint8Array>>) => Promise<T>, tally: SourceTally, signal?: AbortSignal): Promise<T>;
+}
+
 export interface PullerOptions {
   client: ContainerdClient;
   content: ContentStore;
@@ -37,6 +56,8 @@ export interface PullerOptions {
   /** Layers fetched at once. */
   concurrency?: number;
   platform?: Platform;
+  /** Other sources tried before the registry for content by digest (peers). */
+  sources?: ContentSources;
 }
 
 // Labels containerd's garbage collector follows from content to content and snapshots,
@@ -74,22 +95,23 @@ export class Puller {
     const started = Date.now();
     const pulled = withLease(client, log, "pull", LEASE_EXPIRY_MS, async (lease) => {
       const call = { lease, ...(signal ? { signal } : {}) };
-      const { descriptor: target, source } = await this.opts.registry.resolve(ref, creds, signal);
+      const tally: SourceTally = { upstream: 0, peers: {} };
+      const { descriptor: target, source } = await this.resolve(ref, creds, log, signal);
       const host = source.host.url.host;
       const sourceLabel = { [GcLabel.distributionSource(host)]: refName(ref).slice(refName(ref).indexOf("/") + 1) };
 
       let manifestDesc = target;
-      let targetBytes = await this.opts.registry.fetchBytes(source, target, signal);
+      let targetBytes = await this.fetchBytes(source, target, tally, signal);
       const targetType = documentMediaType(targetBytes, target.mediaType);
       let indexBytes: Buffer | undefined;
       if (isIndex(targetType)) {
         indexBytes = targetBytes;
         manifestDesc = selectManifest(parseIndex(targetBytes, `index of ${name}`), this.platform, `image ${name}`);
-        targetBytes = await this.opts.registry.fetchBytes(source, manifestDesc, signal);
+        targetBytes = await this.fetchBytes(source, manifestDesc, tally, signal);
       }
       const manifest = parseManifest(targetBytes, `manifest of ${name}`);
       checkLayerTypes(manifest, `manifest of ${name}`);
-      const configBytes = await this.opts.registry.fetchBytes(source, manifest.config, signal);
+      const configBytes = await this.fetchBytes(source, manifest.config, tally, signal);
       const config = parseConfig(configBytes, manifest.layers.length, `config of ${name}`);
       const diffIds = config.rootfs.diff_ids;
 
@@ -107,7 +129,7 @@ export class Puller {
         // Layers download a few at a time while they are unpacked in order behind them, the way
         // containerd's own client overlaps the network and the disk.
         const downloads = this.eachLimited(manifest.layers, stop, async (layer, i) => {
-          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, stop.signal, (n) => {
+          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, stop.signal, tally, (n) => {
             progress.bytes += n;
             countPullBytes(n);
           });
@@ -136,7 +158,8 @@ export class Puller {
 
       const size = manifestDesc.size + manifest.config.size + progress.total;
       const result = await register({ ref, target, manifest: manifestDesc, layers: manifest.layers, config, configDescriptor: manifest.config, chainId, size });
-      log.info({ ms: Date.now() - started, bytes: progress.bytes, layers: manifest.layers.length, id: manifest.config.digest }, "pulled");
+      const sources = this.opts.sources ? { fromUpstream: tally.upstream, fromPeers: tally.peers } : {};
+      log.info({ ms: Date.now() - started, bytes: progress.bytes, layers: manifest.layers.length, id: manifest.config.digest, ...sources }, "pulled");
       return result;
     });
     pulled.then(() => observePull((Date.now() - started) / 1000, true), () => observePull((Date.now() - started) / 1000, false));
@@ -167,6 +190,28 @@ export class Puller {
     });
   }
 
+  /** The registry resolves; when it cannot be reached, other sources may know the digest (never
+   * a tag, unless they were told to). */
+  private async resolve(ref: ImageRef, creds: RegistryCredentials | undefined, log: Logger, signal?: AbortSignal): Promise<{ descriptor: Descriptor; source: RegistrySource }> {
+    try {
+      return await this.opts.registry.resolve(ref, creds, signal);
+    } catch (err) {
+      // Only when the registry is away or refusing for load: a 401 or 404 is its answer, and
+      // a peer must not stand in for credentials the caller does not have.
+      const away = isKind(err, ErrorKind.Unavailable) || isKind(err, ErrorKind.DeadlineExceeded) || isKind(err, ErrorKind.ResourceExhausted);
+      if (!this.opts.sources || signal?.aborted || !away) throw err;
+      const descriptor = await this.opts.sources.resolve(ref, { ...(ref.digest ? { digest: ref.digest } : {}), ...(ref.tag ? { tag: ref.tag } : {}) }, signal);
+      if (!descriptor) throw err;
+      log.warn({ digest: descriptor.digest, err: messageOf(err) }, "the registry could not resolve the image; a peer had it");
+      return { descriptor, source: await this.opts.registry.sourceFor(ref, creds) };
+    }
+  }
+
+  private fetchBytes(source: RegistrySource, desc: Descriptor, tally: SourceTally, signal?: AbortSignal): Promise<Buffer> {
+    const upstream = () => this.opts.registry.fetchBytes(source, desc, signal);
+    return this.opts.sources ? this.opts.sources.fetchBytes(source.ref, desc, upstream, tally, signal) : upstream();
+  }
+
   /** Writes a small document we already hold (verified) into the content store. */
   private async putBytes(desc: Descriptor, bytes: Buffer, labels: Record<string, string>, call: { lease: string; signal?: AbortSignal }): Promise<void> {
     await this.holdOrWrite(desc, labels, call.lease, call.signal, () =>
@@ -174,23 +219,26 @@ export class Puller {
   }
 
   /** Streams a layer into the content store, resuming after a broken or stalled download. */
-  private async fetchBlob(source: RegistrySource, desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<number> {
-    return this.holdOrWrite(desc, labels, lease, signal, async () => {
-      let total = 0;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          total += await this.opts.content.write(`podshim-${desc.digest}`, desc, async (offset) => {
-            const body: Readable = await this.opts.registry.fetchBlob(source, desc, { offset, ...(signal ? { signal } : {}) });
-            return counting(body, onBytes);
-          }, labels, { lease, ...(signal ? { signal } : {}) });
-          return total;
-        } catch (err) {
-          const retriable = isKind(err, ErrorKind.Unavailable) || isKind(err, ErrorKind.DeadlineExceeded);
-          if (!retriable || attempt >= BLOB_ATTEMPTS || signal?.aborted) throw err;
-          this.opts.logger.warn({ blob: desc.digest, attempt, err: messageOf(err) }, "blob download failed; retrying");
-        }
+  private async fetchBlob(source: RegistrySource, desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, tally: SourceTally, onBytes: (n: number) => void): Promise<number> {
+    const upstream = (offset: number): Promise<Readable> => this.opts.registry.fetchBlob(source, desc, { offset, ...(signal ? { signal } : {}) });
+    const write = (open: (offset: number) => Promise<AsyncIterable<Uint8Array>>) => this.writeBlob(desc, labels, lease, signal, open, onBytes);
+    const sources = this.opts.sources;
+    return this.holdOrWrite(desc, labels, lease, signal, () => (sources ? sources.download(source.ref, desc, upstream, write, tally, signal) : write(upstream)));
+  }
+
+  /** Writes what `open(offset)` yields, retrying (open is called again) after a transient failure. */
+  private async writeBlob(desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, open: (offset: number) => Promise<AsyncIterable<Uint8Array>>, onBytes: (n: number) => void): Promise<number> {
+    let total = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        total += await this.opts.content.write(`podshim-${desc.digest}`, desc, async (offset) => counting(await open(offset), onBytes), labels, { lease, ...(signal ? { signal } : {}) });
+        return total;
+      } catch (err) {
+        const retriable = isKind(err, ErrorKind.Unavailable) || isKind(err, ErrorKind.DeadlineExceeded);
+        if (!retriable || attempt >= BLOB_ATTEMPTS || signal?.aborted) throw err;
+        this.opts.logger.warn({ blob: desc.digest, attempt, err: messageOf(err) }, "blob download failed; retrying");
       }
-    });
+    }
   }
 
   /**
@@ -239,7 +287,7 @@ export class Puller {
   }
 }
 
-async function* counting(body: Readable, onBytes: (n: number) => void): AsyncIterable<Uint8Array> {
+async function* counting(body: AsyncIterable<Uint8Array>, onBytes: (n: number) => void): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
     onBytes((chunk as Buffer).length);
     yield chunk as Buffer;

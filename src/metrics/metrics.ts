@@ -43,10 +43,23 @@ const pullDuration = new Histogram({
   labelNames: ["result"], buckets: PULL_BUCKETS, registers: [registry],
 });
 const pullBytes = new Counter({
-  name: "podshim_image_pull_bytes_total", help: "Layer bytes downloaded from registries.", registers: [registry],
+  name: "podshim_image_pull_bytes_total", help: "Layer bytes downloaded (from registries and peers).", registers: [registry],
 });
 const pullFailures = new Counter({
   name: "podshim_image_pull_failures_total", help: "Image pulls that failed.", registers: [registry],
+});
+const pullSourceBytes = new Counter({
+  name: "podshim_image_pull_source_bytes_total",
+  help: "Bytes pulled (layers, configs and manifests by digest), by source (upstream, peer) and the peer that served them.",
+  labelNames: ["source", "peer"], registers: [registry],
+});
+const peerServedBytes = new Counter({
+  name: "podshim_peer_served_bytes_total", help: "Bytes this node's peer mirror served to other nodes, by kind (blobs, manifests).",
+  labelNames: ["kind"], registers: [registry],
+});
+const peerFailures = new Counter({
+  name: "podshim_peer_failures_total", help: "Times a peer was set aside, by peer and reason (unreachable, slow, corrupt, error).",
+  labelNames: ["peer", "reason"], registers: [registry],
 });
 const eventsDropped = new Counter({
   name: "podshim_events_dropped_total",
@@ -101,6 +114,19 @@ export function observePull(seconds: number, ok: boolean): void {
 
 export function countPullBytes(n: number): void {
   pullBytes.inc(n);
+}
+
+/** Bytes of a pull by source: "upstream" (peer ""), or "peer" and which one. */
+export function countPullSourceBytes(source: "upstream" | "peer", peer: string, n: number): void {
+  if (n > 0) pullSourceBytes.inc({ source, peer }, n);
+}
+
+export function countPeerServed(kind: string, n: number): void {
+  if (n > 0) peerServedBytes.inc({ kind }, n);
+}
+
+export function countPeerFailure(peer: string, reason: string): void {
+  peerFailures.inc({ peer, reason });
 }
 
 export function countEventsDropped(n: number): void {

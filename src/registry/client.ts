@@ -366,6 +366,16 @@ export class RegistryClient {
   }
 
   /**
+   * Where content of `ref` is fetched from when its digest did not come from resolve (a peer
+   * knew it while the registry could not answer): the pull-capable hosts, in hosts.toml order.
+   */
+  async sourceFor(ref: ImageRef, creds?: RegistryCredentials): Promise<RegistrySource> {
+    const hosts = (await loadRegistryHosts(this.configDir, ref.domain)).filter((h) => h.capabilities.pull);
+    if (hosts.length === 0) throw new FailedPreconditionError(`no host configured for ${ref.domain} under ${this.configDir} may pull "${refString(ref)}"`);
+    return { host: hosts[0]!, repository: ref.path, ref, fallbacks: hosts.slice(1), ...(creds ? { creds } : {}) };
+  }
+
+  /**
    * Fetches a manifest, index or config into memory, refusing more than 4 MiB for manifests,
    * and checks its size and digest; a host that sends other bytes counts as failed.
    */

@@ -54,6 +54,7 @@ async function printBed(bed: MultinodeBed): Promise<void> {
       `  node ${n.index}: netns ${n.netns}, address ${n.address}, pod CIDR ${n.podCidr}, podshim ${pid ? `pid ${pid}` : "NOT RUNNING"}`,
       `    CRI endpoint unix://${n.podshimSocket}   (kubelet: --container-runtime-endpoint unix://${n.podshimSocket}, run inside netns ${n.netns})`,
       `    logs ${n.podshimLog}, ${n.containerdLog}`,
+      ...(bed.options.peering ?? true ? [`    peer mirror http://${n.peerAddress}/v2/ (peers file ${n.peersFile})`] : []),
     );
   }
   lines.push(`  images: ${REGISTRY}/${IMAGE_NAMESPACE}/{busybox,web}:latest, ${REGISTRY}/${IMAGE_NAMESPACE}/pause:3.10`);
@@ -73,6 +74,7 @@ async function main(): Promise<void> {
       podshimMain: join(REPO, "dist/main.js"),
       restrictOomScoreAdj: !hasSysResource(),
       pauseImage: `${REGISTRY}/${IMAGE_NAMESPACE}/pause:3.10`,
+      peering: !args.includes("--no-peering"),
     });
     await printBed(bed);
     console.log(`up in ${Math.round(performance.now() - t)} ms`);
@@ -89,7 +91,7 @@ async function main(): Promise<void> {
     }
     await printBed(bed);
   } else {
-    console.error("usage: multinode.sh up [--nodes 2..4] [--dir DIR] | down [--dir DIR] | status [--dir DIR]");
+    console.error("usage: multinode.sh up [--nodes 2..4] [--dir DIR] [--no-peering] | down [--dir DIR] | status [--dir DIR]");
     process.exitCode = 2;
   }
 }

@@ -16,7 +16,7 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
-import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { argAfter, configToml, shimSocketPath } from "./containerd.js";
 import { descendants, isAlive, listProcesses, mountsUnder, run, runOk, shimsReferencing, sleep, waitGone } from "./proc.js";
@@ -41,7 +41,14 @@ export interface MultinodeOptions {
   /** Image reference of the pause image, as the nodes see it. */
   pauseImage: string;
   logLevel?: string;
+  /** Peer mirror on (the default): each node serves on PEER_PORT and asks the others, listed
+   * in its peers file. */
+  peering?: boolean;
+  /** More podshim flags for some nodes, by node index ("1", "2", ...). */
+  nodeArgs?: Record<string, string[]>;
 }
+
+export const PEER_PORT = 5050;
 
 export interface BedNode {
   index: number;
@@ -58,6 +65,10 @@ export interface BedNode {
   streamAddress: string;
   podshimLog: string;
   containerdLog: string;
+  /** host:port of the node's peer mirror. */
+  peerAddress: string;
+  /** The node's peers file (HOST:PORT per line), re-read by podshim when it changes. */
+  peersFile: string;
 }
 
 export interface MultinodeBed {
@@ -92,6 +103,8 @@ export function describeBed(options: MultinodeOptions): MultinodeBed {
       streamAddress: `10.250.0.${10 + i}:10010`,
       podshimLog: join(dir, "podshim.log"),
       containerdLog: join(dir, "containerd", "containerd.log"),
+      peerAddress: `10.250.0.${10 + i}:${PEER_PORT}`,
+      peersFile: join(dir, "peers"),
     });
   }
   return { dir: options.dir, fabricNetns: `${prefix}-fabric`, registry: REGISTRY, nodes, options };
@@ -207,8 +220,9 @@ async function fabricUp(bed: MultinodeBed): Promise<void> {
     "version: 0.1",
     "log:",
     "  level: info",
+    // The access log is on: tests count the blob requests that reach the registry.
     "  accesslog:",
-    "    disabled: true",
+    "    disabled: false",
     "storage:",
     "  filesystem:",
     `    rootdirectory: ${JSON.stringify(bed.options.registryStorage)}`,
@@ -222,6 +236,50 @@ async function fabricUp(bed: MultinodeBed): Promise<void> {
     if (!isAlive(pid)) throw new Error(`docker-registry exited:\n${await tail(log)}`);
     return (await readFrom(log, offset)).includes("listening on");
   }, () => tail(log));
+}
+
+export const registryLogPath = (bed: MultinodeBed): string => join(bed.dir, "registry", "registry.log");
+
+/** Stops the fabric's registry (a registry outage); `registryUp` starts it again. */
+export async function registryDown(bed: MultinodeBed): Promise<void> {
+  await stopPid(await readPid(join(bed.dir, "registry", "registry.pid")));
+}
+
+export async function registryUp(bed: MultinodeBed): Promise<void> {
+  await fabricUp(bed);
+}
+
+/** The blob GETs in the registry's access log from byte `offset` on, by digest; `from` counts
+ * only those of one client address. */
+export async function registryBlobGets(bed: MultinodeBed, offset = 0, from?: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const m of (await readFrom(registryLogPath(bed), offset)).matchAll(/^(\S+) .*?"GET \/v2\/[^ "]+\/blobs\/(sha(?:256|384|512):[a-f0-9]+) HTTP/gm)) {
+    if (from !== undefined && m[1] !== from && !m[1]!.startsWith(`${from}:`)) continue;
+    out.set(m[2]!, (out.get(m[2]!) ?? 0) + 1);
+  }
+  return out;
+}
+
+/**
+ * Makes a request of its own to the registry (from the fabric) and waits until the access log
+ * shows it: every request that finished before this call is in the log by then.
+ */
+export async function registryLogMark(bed: MultinodeBed): Promise<void> {
+  const mark = `mark${Date.now()}${Math.random().toString(36).slice(2)}`;
+  await run("nsenter", [`--net=/run/netns/${bed.fabricNetns}`, "curl", "-s", "-o", "/dev/null", `http://${REGISTRY}/v2/${mark}/tags/list`], { timeoutMs: 10_000 });
+  await waitFor("the registry's access log", 10_000, async () => (await readFrom(registryLogPath(bed), 0)).includes(mark), () => tail(registryLogPath(bed)));
+}
+
+/** Where the registry's log ends now: count from here. */
+export async function registryLogOffset(bed: MultinodeBed): Promise<number> {
+  return sizeOf(registryLogPath(bed));
+}
+
+/** Replaces a node's peers file (podshim re-reads it at its next pull). */
+export async function setPeers(node: BedNode, peers: readonly string[]): Promise<void> {
+  const tmp = `${node.peersFile}.tmp`;
+  await writeFile(tmp, peers.map((p) => `${p}\n`).join(""));
+  await rename(tmp, node.peersFile);
 }
 
 async function sizeOf(path: string): Promise<number> {
@@ -279,6 +337,7 @@ async function nodeFiles(bed: MultinodeBed, node: BedNode): Promise<void> {
       { type: "portmap", capabilities: { portMappings: true } },
     ],
   }, null, 2));
+  if (bed.options.peering ?? true) await setPeers(node, bed.nodes.filter((n) => n !== node).map((n) => n.peerAddress));
   const hostDir = join(node.dir, "certs.d", REGISTRY);
   await mkdir(hostDir, { recursive: true });
   await writeFile(join(hostDir, "hosts.toml"), [
@@ -322,6 +381,8 @@ export function podshimArgsFor(bed: MultinodeBed, node: BedNode): string[] {
     "--config", "/dev/null",
     "--log-level", o.logLevel ?? "info",
     ...(o.restrictOomScoreAdj ? ["--restrict-oom-score-adj"] : []),
+    ...((o.peering ?? true) ? ["--peer-address", node.peerAddress, "--peers-file", node.peersFile] : []),
+    ...(o.nodeArgs?.[String(node.index)] ?? []),
   ];
 }
 
@@ -337,6 +398,13 @@ export async function podshimUp(bed: MultinodeBed, node: BedNode): Promise<numbe
     return (await readFrom(node.podshimLog, offset)).includes("podshim is serving CRI");
   }, () => readFrom(node.podshimLog, offset));
   return pid;
+}
+
+/** Stops the node's podshim (SIGTERM; pods keep running in containerd) and starts it again with
+ * the bed's current options. */
+export async function podshimRestart(bed: MultinodeBed, node: BedNode): Promise<number> {
+  await stopPid(await readPid(join(node.dir, "podshim.pid")));
+  return podshimUp(bed, node);
 }
 
 export async function podshimPid(node: BedNode): Promise<number | undefined> {

@@ -5,6 +5,19 @@ import { join } from "node:path";
 import { applyToml, loadConfig, parseCommandLine, usage } from "../../src/config/load.js";
 import { ConfigError, defaultConfig, OPTIONS, parseHostPort } from "../../src/config/options.js";
 
+describe("peer options", () => {
+  it("take peers as a comma list on the command line and an array in TOML, each HOST:PORT", async () => {
+    const cmd = parseCommandLine(["--peer-address", "10.0.0.1:5050", "--peers", "10.0.0.2:5050, 10.0.0.3:5050", "--peers-file", "/etc/podshim/peers", "--config", "/dev/null"]);
+    const c = await loadConfig(cmd);
+    expect(c.peerAddress).toEqual({ host: "10.0.0.1", port: 5050 });
+    expect(c.peers).toEqual(["10.0.0.2:5050", "10.0.0.3:5050"]);
+    expect(c.peersFile).toBe("/etc/podshim/peers");
+    expect(applyToml(defaultConfig(), 'peers = ["[fd00::1]:5050"]\npeer_resolve_tags = true', "f.toml").peers).toEqual(["[fd00::1]:5050"]);
+    expect(() => applyToml(defaultConfig(), 'peers = ["10.0.0.2"]', "f.toml")).toThrow(/f.toml: peers must be HOST:PORT/);
+    await expect(loadConfig(parseCommandLine(["--peers", "nohost", "--config", "/dev/null"]))).rejects.toThrow(/--peers must be HOST:PORT/);
+  });
+});
+
 describe("defaults", () => {
   it("match the documented interface", () => {
     const c = defaultConfig();
@@ -32,6 +45,9 @@ describe("defaults", () => {
       portForwardMaxPerPod: 64,
       portForwardMaxTotal: 1024,
       streamMaxStreamsPerSession: 256,
+      peers: [],
+      peersFile: "",
+      peerResolveTags: false,
       runtimes: {
         "": { runtimeType: "io.containerd.runc.v2", options: {} },
         runc: { runtimeType: "io.containerd.runc.v2", options: {} },

@@ -19,7 +19,7 @@ import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { argAfter, configToml, shimSocketPath } from "./containerd.js";
-import { descendants, isAlive, listProcesses, mountsUnder, run, runOk, shimsReferencing, sleep, waitGone } from "./proc.js";
+import { descendants, isAlive, isRunning, listProcesses, mountsUnder, run, runOk, shimsReferencing, sleep, waitGone } from "./proc.js";
 import { criClient } from "../support/cri-client.js";
 
 export const FABRIC_ADDRESS = "10.250.0.1";
@@ -146,7 +146,8 @@ function inNetns(netns: string, cmd: string, args: readonly string[]): [string, 
 async function readPid(file: string): Promise<number | undefined> {
   try {
     const pid = Number((await readFile(file, "utf8")).trim());
-    return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
+    // A zombie is gone: a podshim that exited and is not reaped yet must not count as running.
+    return Number.isInteger(pid) && pid > 0 && (await isRunning(pid)) ? pid : undefined;
   } catch {
     return undefined;
   }

@@ -135,7 +135,7 @@ export function isAlive(pid: number): boolean {
 }
 
 /** A process stays in /proc as a zombie until reaped; for our purposes a zombie is gone. */
-async function isRunning(pid: number): Promise<boolean> {
+export async function isRunning(pid: number): Promise<boolean> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, "utf8");
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";

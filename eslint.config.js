@@ -24,12 +24,6 @@ export default tseslint.config(
     },
   },
   {
-    // src/registry/ is being changed on another branch now; this one-line type-import fix
-    // lands with that work rather than as a conflict with it.
-    files: ["src/registry/auth.ts"],
-    rules: { "@typescript-eslint/consistent-type-imports": "off" },
-  },
-  {
     files: ["test/**/*.ts", "*.config.ts"],
     rules: { "@typescript-eslint/no-explicit-any": "off" },
   },

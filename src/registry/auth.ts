@@ -4,9 +4,8 @@
 // realm, service, scopes and credentials, so one pull asks the token server once.
 import { createHash } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import {
-  InvalidArgumentError, PodshimError, UnauthenticatedError, UnavailableError,
-} from "../errors/errors.js";
+import { InvalidArgumentError, UnauthenticatedError, UnavailableError } from "../errors/errors.js";
+import type { PodshimError } from "../errors/errors.js";
 
 export interface RegistryCredentials {
   username?: string;

@@ -1,30 +1,30 @@
 // The registry side of a pull: resolve a reference to a descriptor on the first host (of those
 // hosts.toml allows) that can, then fetch manifests, configs and layers from it, falling back to
-// the other pull-capable hosts. Plain node:http/https rather than fetch: per-host CAs,
-// skip_verify and client certificates need an https.Agent of their own.
-import { createHash } from "node:crypto";
-import http from "node:http";
-import type { IncomingMessage } from "node:http";
-import https from "node:https";
-import { posix } from "node:path";
-import { Readable, Transform } from "node:stream";
-import type { TransformCallback } from "node:stream";
-import { rootCertificates } from "node:tls";
+// the other pull-capable hosts. A facade: transport.ts does the HTTP, api.ts authorization and
+// status errors, body.ts reading and checking bodies, resolver.ts one host's manifest lookup,
+// fallback.ts the turn from one host to the next.
+import { Readable } from "node:stream";
 import {
-  CanceledError, DeadlineExceededError, ErrorKind, FailedPreconditionError, InternalError, InvalidArgumentError,
-  NotFoundError, PodshimError, ResourceExhaustedError, UnauthenticatedError, UnavailableError, UnimplementedError,
-  isKind, messageOf,
+  ErrorKind, FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError, isKind, messageOf,
 } from "../errors/errors.js";
 import { parseDigest, refString } from "../distribution/reference.js";
 import type { ImageRef } from "../distribution/reference.js";
-import { MediaType, isIndex, isManifest } from "../distribution/descriptor.js";
+import { isIndex, isManifest } from "../distribution/descriptor.js";
 import type { Descriptor } from "../distribution/descriptor.js";
 import type { Logger } from "../logger/logger.js";
 import { RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
-import { RegistryAuth, pullScope } from "./auth.js";
-import type { AuthContext, AuthHttp, AuthHttpRequest, RegistryCredentials } from "./auth.js";
-import { loadRegistryHosts } from "./hosts.js";
+import { RegistryApi } from "./api.js";
+import type { RegistryCredentials } from "./auth.js";
+import { hashOf, rangeSkip } from "./body.js";
+import { finalError, onHosts } from "./fallback.js";
+import type { HostFailure } from "./fallback.js";
+import { hostLabel, loadRegistryHosts } from "./hosts.js";
 import type { RegistryHost } from "./hosts.js";
+import { MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, resolveOnHost } from "./resolver.js";
+import { HttpTransport } from "./transport.js";
+
+export { verifyingStream } from "./body.js";
+export { MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES };
 
 /** Where resolved content is fetched from: the host that resolved it, then the other hosts
  * allowed to pull, in hosts.toml order. */
@@ -49,281 +49,32 @@ export interface RegistryClientOptions {
   userAgent?: string;
 }
 
-/** What resolve asks for, best first: indexes before single manifests, OCI before Docker. */
-export const MANIFEST_MEDIA_TYPES = [
-  MediaType.OciIndex, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.DockerManifest,
-] as const;
-/** containerd's limit: no real manifest comes near it, a hostile one could be endless. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** fetchBytes buffers in memory; anything larger than this belongs in fetchBlob. */
 export const MAX_BUFFERED_BLOB_BYTES = 64 * 1024 * 1024;
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_STALL_TIMEOUT_MS = 60_000;
-const MAX_REDIRECTS = 5;
-const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
-const MAX_ERROR_BODY_BYTES = 16 * 1024;
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-const SCHEMA1_MEDIA_TYPES = new Set([
-  "application/vnd.docker.distribution.manifest.v1+json",
-  "application/vnd.docker.distribution.manifest.v1+prettyjws",
-]);
-const HASHES: Record<string, string> = { sha256: "sha256", sha384: "sha384", sha512: "sha512" };
-
-function hostLabel(host: RegistryHost): string {
-  return host.url.pathname === "/v2" ? host.url.origin : `${host.url.origin}${host.url.pathname}`;
-}
-
-/** The error an aborted signal stands for: its reason when that is one of ours, a deadline for
- * AbortSignal.timeout, otherwise a cancellation. */
-function abortError(signal: AbortSignal, what: string): PodshimError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof PodshimError) return reason;
-  if (reason instanceof Error && reason.name === "TimeoutError") {
-    return new DeadlineExceededError(`${what}: deadline exceeded`, { cause: reason });
-  }
-  return new CanceledError(`${what}: canceled`, { cause: reason });
-}
-
-function networkError(err: unknown, url: URL, what: string): PodshimError {
-  if (err instanceof PodshimError) return err;
-  const e = err as NodeJS.ErrnoException;
-  return new UnavailableError(`${what}: cannot reach ${url.origin}: ${e.message ?? String(err)}`, { cause: err });
-}
-
-function contentType(res: IncomingMessage): string {
-  return (res.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-}
-
-function contentLength(res: IncomingMessage): number | undefined {
-  const raw = res.headers["content-length"];
-  if (raw === undefined || !/^\d+$/.test(raw)) return undefined;
-  return Number(raw);
-}
-
-function hashOf(algorithm: string): string {
-  const name = HASHES[algorithm];
-  if (!name) throw new UnimplementedError(`digest algorithm ${algorithm} is not supported (sha256, sha384, sha512 are)`);
-  return name;
-}
-
-/** The manifest media type of a body whose Content-Type said nothing useful. */
-function sniffMediaType(body: Buffer): string | undefined {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(body.toString("utf8"));
-  } catch {
-    return undefined;
-  }
-  if (typeof doc !== "object" || doc === null) return undefined;
-  const d = doc as Record<string, unknown>;
-  if (typeof d.mediaType === "string" && d.mediaType !== "") return d.mediaType;
-  if (d.schemaVersion === 1) return "application/vnd.docker.distribution.manifest.v1+json";
-  if (Array.isArray(d.manifests)) return MediaType.OciIndex;
-  if (typeof d.config === "object" && d.config !== null) return MediaType.OciManifest;
-  return undefined;
-}
-
-function isKnownManifestType(mediaType: string): boolean {
-  return (MANIFEST_MEDIA_TYPES as readonly string[]).includes(mediaType);
-}
-
-/** The registry's error body in a line: "CODE: message" for distribution's JSON errors. */
-function errorSummary(body: Buffer): string {
-  const text = body.toString("utf8").trim();
-  try {
-    const doc = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
-    if (Array.isArray(doc.errors) && doc.errors.length > 0) {
-      return doc.errors.map((e) => [e.code, e.message].filter((s) => typeof s === "string" && s !== "").join(": ")).join("; ");
-    }
-  } catch {
-    // not JSON
-  }
-  const line = text.replace(/\s+/g, " ");
-  return line.length > 200 ? `${line.slice(0, 200)}...` : line;
-}
-
-function digestMismatch(expected: string, from: string, actual: string): PodshimError {
-  // InternalError: the bytes are not what the descriptor names, which is neither the caller's
-  // fault (InvalidArgument) nor a transient condition worth a blind retry (Unavailable).
-  return new InternalError(`digest mismatch for ${expected} from ${from}: got ${actual}`);
-}
-
-/**
- * A response body as a stream with a stall timer: the timer runs only while the consumer wants
- * data and none arrives, so a slow consumer is never mistaken for a stalled server. It can skip
- * a prefix (a server that ignored Range) and checks the byte count against what is expected.
- */
-class GuardedBody extends Readable {
-  private timer: NodeJS.Timeout | undefined;
-  private received = 0;
-  private toSkip: number;
-  private ended = false;
-  private readonly onAbort: (() => void) | undefined;
-
-  constructor(
-    private readonly res: IncomingMessage,
-    private readonly o: {
-      stallMs: number;
-      skip: number;
-      expected?: number;
-      /** "download of sha256:... from http://host" */
-      what: string;
-      signal?: AbortSignal;
-    },
-  ) {
-    super();
-    this.toSkip = o.skip;
-    res.pause();
-    res.on("data", (chunk: Buffer) => this.onData(chunk));
-    res.on("end", () => this.onEnd());
-    res.on("error", (err) => this.destroy(new UnavailableError(`${o.what} failed: ${err.message}`, { cause: err })));
-    res.on("close", () => {
-      if (!this.ended && !this.destroyed) this.destroy(new UnavailableError(`${o.what} failed: the connection closed early`));
-    });
-    const signal = o.signal;
-    if (signal) {
-      this.onAbort = () => this.destroy(abortError(signal, o.what));
-      if (signal.aborted) queueMicrotask(this.onAbort);
-      else signal.addEventListener("abort", this.onAbort, { once: true });
-    }
-  }
-
-  override _read(): void {
-    this.arm();
-    this.res.resume();
-  }
-
-  private arm(): void {
-    if (this.timer) {
-      this.timer.refresh();
-      return;
-    }
-    this.timer = setTimeout(() => {
-      const s = this.o.stallMs / 1000;
-      this.destroy(new DeadlineExceededError(`${this.o.what} stalled: no data for ${s} s`));
-    }, this.o.stallMs);
-    this.timer.unref();
-  }
-
-  private disarm(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  private onData(chunk: Buffer): void {
-    if (this.destroyed) return;
-    if (this.toSkip > 0) {
-      const skipped = Math.min(this.toSkip, chunk.length);
-      this.toSkip -= skipped;
-      chunk = chunk.subarray(skipped);
-      if (chunk.length === 0) {
-        this.arm();
-        return;
-      }
-    }
-    this.received += chunk.length;
-    if (this.o.expected !== undefined && this.received > this.o.expected) {
-      this.destroy(new InternalError(`${this.o.what}: the server sent more than the ${this.o.expected} bytes expected`));
-      return;
-    }
-    if (this.push(chunk)) this.arm();
-    else {
-      this.disarm();
-      this.res.pause();
-    }
-  }
-
-  private onEnd(): void {
-    this.ended = true;
-    this.disarm();
-    if (this.destroyed) return;
-    if (this.toSkip > 0 || (this.o.expected !== undefined && this.received < this.o.expected)) {
-      const want = this.o.expected === undefined ? "" : ` of ${this.o.expected}`;
-      this.destroy(new InternalError(`${this.o.what}: the server sent ${this.received}${want} bytes`));
-      return;
-    }
-    this.push(null);
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.disarm();
-    if (this.onAbort) this.o.signal?.removeEventListener("abort", this.onAbort);
-    if (!this.ended) this.res.destroy();
-    cb(err);
-  }
-}
-
-/**
- * A pass-through that fails at the end unless the bytes have the descriptor's size and digest.
- * fetchBlob does not verify (containerd verifies at commit); this is for callers that keep the
- * bytes themselves.
- */
-export function verifyingStream(desc: Pick<Descriptor, "digest" | "size">, from = "the registry"): Transform {
-  const { algorithm } = parseDigest(desc.digest, "descriptor digest");
-  const hash = createHash(hashOf(algorithm));
-  let size = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      size += chunk.length;
-      if (size > desc.size) {
-        cb(new InternalError(`size mismatch for ${desc.digest} from ${from}: more than ${desc.size} bytes`));
-        return;
-      }
-      hash.update(chunk);
-      cb(null, chunk);
-    },
-    flush(cb: TransformCallback) {
-      if (size !== desc.size) {
-        cb(new InternalError(`size mismatch for ${desc.digest} from ${from}: got ${size} bytes, expected ${desc.size}`));
-        return;
-      }
-      const actual = `${algorithm}:${hash.digest("hex")}`;
-      cb(actual === desc.digest ? null : digestMismatch(desc.digest, from, actual));
-    },
-  });
-}
-
-interface Exchange {
-  method: "GET" | "HEAD" | "POST";
-  url: URL;
-  headers: Record<string, string | string[]>;
-  body?: Buffer;
-  signal?: AbortSignal;
-  /** What is being done, for error messages: "resolve of docker.io/library/busybox:latest". */
-  what: string;
-}
-
-/** How much an error tells about where resolution got: the furthest wins, as in containerd. */
-function errorRank(err: unknown): number {
-  if (isKind(err, ErrorKind.Unavailable) || isKind(err, ErrorKind.DeadlineExceeded)) return 1;
-  if (isKind(err, ErrorKind.NotFound)) return 2;
-  return 3;
-}
 
 export class RegistryClient {
   private readonly configDir: string;
   private readonly logger: Logger;
-  private readonly requestTimeoutMs: number;
-  private readonly stallTimeoutMs: number;
-  private readonly userAgent: string;
-  private readonly auth = new RegistryAuth();
-  private readonly httpAgent = new http.Agent({ keepAlive: true });
-  private readonly httpsAgents = new Map<string, https.Agent>();
+  private readonly transport: HttpTransport;
+  private readonly api: RegistryApi;
 
   constructor(opts: RegistryClientOptions) {
     this.configDir = opts.configDir;
     this.logger = opts.logger;
-    this.requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.stallTimeoutMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
-    this.userAgent = opts.userAgent ?? `${RUNTIME_NAME}/${RUNTIME_VERSION}`;
+    this.transport = new HttpTransport(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    this.api = new RegistryApi({
+      transport: this.transport,
+      stallMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+      userAgent: opts.userAgent ?? `${RUNTIME_NAME}/${RUNTIME_VERSION}`,
+    });
   }
 
   /** Closes pooled connections. */
   close(): void {
-    this.httpAgent.destroy();
-    for (const agent of this.httpsAgents.values()) agent.destroy();
-    this.httpsAgents.clear();
+    this.transport.close();
   }
 
   /**
@@ -387,25 +138,17 @@ export class RegistryClient {
         `${manifest ? "manifest" : "blob"} ${desc.digest} of ${refString(source.ref)} is ${desc.size} bytes; podshim reads at most ${limit} bytes into memory`,
       );
     }
-    const { algorithm } = parseDigest(desc.digest, "descriptor digest");
-    const hashName = hashOf(algorithm);
+    // A digest podshim cannot check fails here, before any host is asked.
+    hashOf(parseDigest(desc.digest, "descriptor digest").algorithm);
     return this.onPullHosts(source, signal, `${desc.digest} of ${refString(source.ref)}`, async (host) => {
       const from = hostLabel(host);
       const what = `download of ${desc.digest} from ${from}`;
-      const headers = this.headers(host);
+      const headers = this.api.headers(host);
       if (manifest) headers.Accept = [...new Set([desc.mediaType, ...MANIFEST_MEDIA_TYPES])].join(", ");
-      const url = this.endpoint(host, source, manifest ? "manifests" : "blobs", desc.digest);
-      const res = await this.send(host, { method: "GET", url, headers, what, ...(signal ? { signal } : {}) }, source);
-      if (res.statusCode !== 200) throw await this.statusError(res, "GET", what, `${desc.digest} in ${source.repository}`);
-      const announced = contentLength(res);
-      if (announced !== undefined && announced !== desc.size) {
-        res.destroy();
-        throw new InternalError(`size mismatch for ${desc.digest} from ${from}: it announces ${announced} bytes, expected ${desc.size}`);
-      }
-      const body = await this.readBody(res, { what, limit, expected: desc.size, ...(signal ? { signal } : {}) });
-      const actual = `${algorithm}:${createHash(hashName).update(body).digest("hex")}`;
-      if (actual !== desc.digest) throw digestMismatch(desc.digest, from, actual);
-      return body;
+      const url = this.api.endpoint(host, source, manifest ? "manifests" : "blobs", desc.digest);
+      const res = await this.api.send(host, { method: "GET", url, headers, what, ...(signal ? { signal } : {}) }, source);
+      if (res.statusCode !== 200) throw await this.api.statusError(res, "GET", what, `${desc.digest} in ${source.repository}`);
+      return this.api.readVerified(res, desc, { what, from, limit, ...(signal ? { signal } : {}) });
     });
   }
 
@@ -422,378 +165,29 @@ export class RegistryClient {
     }
     if (offset === desc.size) return Readable.from([]);
     return this.onPullHosts(source, signal, `${desc.digest} of ${refString(source.ref)}`, async (host) => {
-      const from = hostLabel(host);
-      const what = `download of ${desc.digest} from ${from}`;
-      const headers = this.headers(host);
+      const what = `download of ${desc.digest} from ${hostLabel(host)}`;
+      const headers = this.api.headers(host);
       if (offset > 0) headers.Range = `bytes=${offset}-`;
-      const url = this.endpoint(host, source, "blobs", desc.digest);
-      const res = await this.send(host, { method: "GET", url, headers, what, ...(signal ? { signal } : {}) }, source);
-      let skip = 0;
-      if (res.statusCode === 200) skip = offset;
-      else if (res.statusCode === 206 && offset > 0) {
-        const range = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(res.headers["content-range"] ?? "");
-        if (!range || Number(range[1]) !== offset) {
-          res.destroy();
-          throw new InternalError(`${what}: asked for bytes from ${offset}, got range ${JSON.stringify(res.headers["content-range"] ?? "")}`);
-        }
-      } else throw await this.statusError(res, "GET", what, `${desc.digest} in ${source.repository}`);
-      return new GuardedBody(res, {
-        stallMs: this.stallTimeoutMs,
-        skip,
-        expected: desc.size - offset,
-        what,
-        ...(signal ? { signal } : {}),
-      });
+      const url = this.api.endpoint(host, source, "blobs", desc.digest);
+      const res = await this.api.send(host, { method: "GET", url, headers, what, ...(signal ? { signal } : {}) }, source);
+      const skip = rangeSkip(res, offset, what);
+      if (skip === undefined) throw await this.api.statusError(res, "GET", what, `${desc.digest} in ${source.repository}`);
+      return this.api.streamBody(res, { skip, expected: desc.size - offset, what, ...(signal ? { signal } : {}) });
     });
   }
 
-  // --- hosts and URLs
+  // resolve's own loop across the resolving hosts uses these two.
 
-  private async resolveOn(host: RegistryHost, ref: ImageRef, creds: RegistryCredentials | undefined, signal?: AbortSignal): Promise<Descriptor> {
-    const source = { repository: ref.path, ref, ...(creds ? { creds } : {}) };
-    const reference = ref.digest ?? ref.tag ?? "latest";
-    const name = refString(ref);
-    const from = hostLabel(host);
-    const what = `resolve of ${name} at ${from}`;
-    const url = this.endpoint(host, source, "manifests", reference);
-    const headers = { ...this.headers(host), Accept: MANIFEST_MEDIA_TYPES.join(", ") };
-    const opt = signal ? { signal } : {};
-
-    const head = await this.send(host, { method: "HEAD", url, headers, what, ...opt }, source);
-    head.resume();
-    if (head.statusCode === 200) {
-      const mediaType = contentType(head);
-      if (SCHEMA1_MEDIA_TYPES.has(mediaType)) throw schema1(name, from);
-      const size = contentLength(head);
-      const headerDigest = this.digestHeader(head, what);
-      const sameAlgorithm = ref.digest && headerDigest && headerDigest.split(":")[0] === ref.digest.split(":")[0];
-      if (sameAlgorithm && headerDigest !== ref.digest) throw digestMismatch(ref.digest!, from, headerDigest!);
-      const digest = ref.digest ?? headerDigest;
-      if (isKnownManifestType(mediaType) && size !== undefined && digest) {
-        if (size > MAX_MANIFEST_BYTES) throw tooLarge(name, from, size);
-        return { mediaType, digest, size };
-      }
-      // Not enough from HEAD: the body tells the rest.
-    } else if (head.statusCode !== 405) {
-      throw await this.statusError(head, "HEAD", what, `manifest ${reference} of ${ref.path}`);
-    }
-
-    const res = await this.send(host, { method: "GET", url, headers, what, ...opt }, source);
-    if (res.statusCode !== 200) throw await this.statusError(res, "GET", what, `manifest ${reference} of ${ref.path}`);
-    const announced = contentLength(res);
-    if (announced !== undefined && announced > MAX_MANIFEST_BYTES) {
-      res.destroy();
-      throw tooLarge(name, from, announced);
-    }
-    const headerDigest = this.digestHeader(res, what);
-    let body: Buffer;
-    try {
-      body = await this.readBody(res, { what, limit: MAX_MANIFEST_BYTES, ...opt });
-    } catch (err) {
-      if (isKind(err, ErrorKind.ResourceExhausted)) throw tooLarge(name, from, undefined);
-      throw err;
-    }
-    let mediaType = contentType(res);
-    if (!isKnownManifestType(mediaType) && !SCHEMA1_MEDIA_TYPES.has(mediaType)) mediaType = sniffMediaType(body) ?? mediaType;
-    if (SCHEMA1_MEDIA_TYPES.has(mediaType)) throw schema1(name, from);
-    if (!isKnownManifestType(mediaType)) {
-      throw new UnimplementedError(`${what}: unsupported manifest media type ${JSON.stringify(mediaType)}`);
-    }
-    const algorithm = ref.digest ? parseDigest(ref.digest).algorithm : "sha256";
-    const actual = `${algorithm}:${createHash(hashOf(algorithm)).update(body).digest("hex")}`;
-    if (ref.digest && actual !== ref.digest) throw digestMismatch(ref.digest, from, actual);
-    if (headerDigest && headerDigest.startsWith(`${algorithm}:`) && headerDigest !== actual) {
-      throw digestMismatch(headerDigest, from, actual);
-    }
-    return { mediaType, digest: actual, size: body.length };
+  private resolveOn(host: RegistryHost, ref: ImageRef, creds: RegistryCredentials | undefined, signal?: AbortSignal): Promise<Descriptor> {
+    return resolveOnHost(this.api, host, ref, creds, signal);
   }
 
-  private digestHeader(res: IncomingMessage, what: string): string | undefined {
-    const value = res.headers["docker-content-digest"];
-    const raw = Array.isArray(value) ? value[0] : value;
-    if (raw === undefined || raw === "") return undefined;
-    try {
-      parseDigest(raw, "Docker-Content-Digest");
-    } catch (err) {
-      throw new InternalError(`${what}: ${messageOf(err)}`, { cause: err });
-    }
-    return raw;
+  private finalError(failures: HostFailure[], notFound: (hosts: string) => string): unknown {
+    return finalError(failures, notFound);
   }
 
   /** Runs `fn` on the source's host, then on its fallbacks, until one succeeds. */
-  private async onPullHosts<T>(source: RegistrySource, signal: AbortSignal | undefined, what: string, fn: (host: RegistryHost) => Promise<T>): Promise<T> {
-    const hosts = [source.host, ...(source.fallbacks ?? [])];
-    const failures: { host: RegistryHost; err: unknown }[] = [];
-    for (const host of hosts) {
-      try {
-        return await fn(host);
-      } catch (err) {
-        if (signal?.aborted || isKind(err, ErrorKind.Canceled)) throw err;
-        failures.push({ host, err });
-        if (hosts.length > 1) this.logger.debug({ content: what, host: hostLabel(host), err: messageOf(err) }, "registry host could not serve content");
-      }
-    }
-    throw this.finalError(failures, (notFound) => `${what} not found in ${notFound}`);
+  private onPullHosts<T>(source: RegistrySource, signal: AbortSignal | undefined, what: string, fn: (host: RegistryHost) => Promise<T>): Promise<T> {
+    return onHosts([source.host, ...(source.fallbacks ?? [])], { signal, logger: this.logger, what }, fn);
   }
-
-  private finalError(failures: { host: RegistryHost; err: unknown }[], notFound: (hosts: string) => string): unknown {
-    let best = failures[0]!;
-    for (const f of failures) if (errorRank(f.err) > errorRank(best.err)) best = f;
-    if (!isKind(best.err, ErrorKind.NotFound)) return best.err;
-    const missing = failures.filter((f) => isKind(f.err, ErrorKind.NotFound)).map((f) => hostLabel(f.host));
-    const others = failures.filter((f) => !isKind(f.err, ErrorKind.NotFound)).map((f) => messageOf(f.err));
-    const message = notFound(missing.join(", ")) + (others.length > 0 ? ` (also tried: ${others.join("; ")})` : "");
-    return new NotFoundError(message, { cause: best.err });
-  }
-
-  private headers(host: RegistryHost): Record<string, string | string[]> {
-    const h: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(host.header)) h[k] = Array.isArray(v) ? [...v] : v;
-    // A User-Agent set in hosts.toml wins, as in containerd.
-    if (!Object.keys(h).some((k) => k.toLowerCase() === "user-agent")) h["User-Agent"] = this.userAgent;
-    return h;
-  }
-
-  /** <api root>/<repository>/<kind>/<reference>, with ?ns=<registry> when the host is a mirror,
-   * as containerd does, so a mirror serving several registries knows which one is meant. */
-  private endpoint(host: RegistryHost, source: Pick<RegistrySource, "repository" | "ref">, kind: "manifests" | "blobs", reference: string): URL {
-    const url = new URL(host.url.href);
-    url.pathname = posix.join(host.url.pathname, source.repository, kind, reference);
-    const registry = source.ref.domain;
-    const isUpstream = url.host === registry || (registry === "docker.io" && url.host === "registry-1.docker.io");
-    if (!isUpstream) url.searchParams.set("ns", registry);
-    return url;
-  }
-
-  // --- HTTP
-
-  private agentFor(protocol: string, host: RegistryHost): http.Agent {
-    if (protocol === "http:") return this.httpAgent;
-    const key = createHash("sha256");
-    key.update(host.skipVerify ? "insecure" : "verify");
-    for (const ca of host.ca) key.update("\0ca\0").update(ca);
-    for (const c of host.clientCert ?? []) key.update("\0cert\0").update(c.cert).update("\0key\0").update(c.key ?? "");
-    const id = key.digest("hex");
-    let agent = this.httpsAgents.get(id);
-    if (!agent) {
-      const opts: https.AgentOptions = { keepAlive: true, rejectUnauthorized: !host.skipVerify };
-      // Node's `ca` replaces the default roots; hosts.toml's CAs are meant to add to them.
-      if (host.ca.length > 0) opts.ca = [...rootCertificates, ...host.ca.map((b) => b.toString("utf8"))];
-      if (host.clientCert && host.clientCert.length > 0) {
-        opts.cert = host.clientCert.map((c) => c.cert);
-        opts.key = host.clientCert.map((c) => c.key ?? c.cert);
-      }
-      agent = new https.Agent(opts);
-      this.httpsAgents.set(id, agent);
-    }
-    return agent;
-  }
-
-  /** One HTTP exchange up to the response headers, within requestTimeoutMs (and the host's
-   * dial_timeout for the connect). A reused keep-alive connection that the server had already
-   * closed is retried once on a fresh one, as Go's transport does for idempotent requests. */
-  private rawRequest(host: RegistryHost, ex: Exchange, retried = false): Promise<IncomingMessage> {
-    return new Promise<IncomingMessage>((resolve, reject) => {
-      const { signal, url, what } = ex;
-      if (signal?.aborted) {
-        reject(abortError(signal, what));
-        return;
-      }
-      const mod = url.protocol === "https:" ? https : http;
-      const headers = { ...ex.headers };
-      if (ex.body) headers["Content-Length"] = String(ex.body.length);
-      const req = mod.request(url, { method: ex.method, headers, agent: this.agentFor(url.protocol, host) });
-      let settled = false;
-      let dialTimer: NodeJS.Timeout | undefined;
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        clearTimeout(dialTimer);
-        signal?.removeEventListener("abort", onAbort);
-      };
-      const fail = (err: unknown): void => {
-        if (settled) return;
-        settled = true;
-        cleanup();
-        req.destroy();
-        reject(err);
-      };
-      const timer = setTimeout(() => {
-        fail(new DeadlineExceededError(`${what}: no response from ${url.origin} within ${this.requestTimeoutMs / 1000} s`));
-      }, this.requestTimeoutMs);
-      timer.unref();
-      const onAbort = (): void => fail(abortError(signal!, what));
-      signal?.addEventListener("abort", onAbort, { once: true });
-
-      const dialMs = host.dialTimeoutMs;
-      if (dialMs !== undefined && dialMs > 0) {
-        req.once("socket", (socket) => {
-          if (!socket.connecting) return;
-          dialTimer = setTimeout(() => {
-            fail(new UnavailableError(`${what}: cannot connect to ${url.origin} within ${dialMs} ms (dial_timeout)`));
-          }, dialMs);
-          dialTimer.unref();
-          socket.once("connect", () => clearTimeout(dialTimer));
-        });
-      }
-      req.on("error", (err: NodeJS.ErrnoException) => {
-        if (settled) return;
-        const stale = req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
-        if (stale && !retried && ex.method !== "POST") {
-          settled = true;
-          cleanup();
-          this.rawRequest(host, ex, true).then(resolve, reject);
-          return;
-        }
-        fail(networkError(err, url, what));
-      });
-      req.on("response", (res) => {
-        if (settled) {
-          res.destroy();
-          return;
-        }
-        settled = true;
-        cleanup();
-        resolve(res);
-      });
-      req.end(ex.body);
-    });
-  }
-
-  /** rawRequest plus redirects (blob stores hand out signed URLs elsewhere). Authorization is
-   * dropped once a redirect leaves the registry's origin: it is for the registry only. */
-  private async follow(host: RegistryHost, ex: Exchange): Promise<IncomingMessage> {
-    let url = ex.url;
-    let headers = ex.headers;
-    // The host's client certificate and skip_verify hold for the address first asked, never for
-    // another host it redirects to; its extra CAs stay (they only add trust roots).
-    const elsewhere: RegistryHost = { ...host, skipVerify: false, clientCert: [] };
-    for (let hops = 0; ; hops++) {
-      const res = await this.rawRequest(url.host === ex.url.host ? host : elsewhere, { ...ex, url, headers });
-      const location = res.headers.location;
-      if (!REDIRECT_STATUSES.has(res.statusCode ?? 0) || location === undefined) return res;
-      res.resume();
-      if (hops === MAX_REDIRECTS) throw new UnavailableError(`${ex.what}: more than ${MAX_REDIRECTS} redirects (last to ${new URL(location, url).origin})`);
-      let next: URL;
-      try {
-        next = new URL(location, url);
-      } catch (err) {
-        throw new UnavailableError(`${ex.what}: ${url.origin} redirects to an invalid location`, { cause: err });
-      }
-      if (next.protocol !== "http:" && next.protocol !== "https:") {
-        throw new UnavailableError(`${ex.what}: ${url.origin} redirects to a non-HTTP location`);
-      }
-      if (next.origin !== url.origin) {
-        headers = Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== "authorization"));
-      }
-      url = next;
-    }
-  }
-
-  /** The token-server transport for a host: its TLS settings and configured headers. */
-  private authHttp(host: RegistryHost): AuthHttp {
-    return async (req: AuthHttpRequest) => {
-      const what = `token request to ${req.url.origin}`;
-      const headers = { ...this.headers(host), ...req.headers };
-      const ex: Exchange = { method: req.method, url: req.url, headers, what };
-      if (req.body) ex.body = req.body;
-      if (req.signal) ex.signal = req.signal;
-      const res = await this.follow(host, ex);
-      const body = await this.readBody(res, { what, limit: MAX_TOKEN_RESPONSE_BYTES, ...(req.signal ? { signal: req.signal } : {}) });
-      return { status: res.statusCode ?? 0, headers: res.headers, body };
-    };
-  }
-
-  /**
-   * A registry request with authorization: credentials up front when this endpoint challenged
-   * before, otherwise after its first 401, and one retry only. 401 or 403 at the end is
-   * Unauthenticated; every other status is the caller's to judge.
-   */
-  private async send(host: RegistryHost, ex: Exchange, source: Pick<RegistrySource, "repository" | "ref" | "creds">): Promise<IncomingMessage> {
-    const ctx: AuthContext = {
-      endpoint: `${host.url.origin}${host.url.pathname}`,
-      scopes: [pullScope(source.repository)],
-      http: this.authHttp(host),
-    };
-    if (source.creds) ctx.creds = source.creds;
-    if (ex.signal) ctx.signal = ex.signal;
-    let authorization = await this.auth.authorize(ctx);
-    for (let attempt = 0; ; attempt++) {
-      const headers = { ...ex.headers };
-      if (authorization !== undefined) headers.Authorization = authorization;
-      const res = await this.follow(host, { ...ex, headers });
-      if (res.statusCode !== 401 && res.statusCode !== 403) return res;
-      const summary = await this.errorBody(res, ex);
-      if (res.statusCode === 401 && attempt === 0) {
-        const challenges = res.headersDistinct["www-authenticate"] ?? [];
-        const next = await this.auth.challenged(ctx, challenges, authorization);
-        if (next !== undefined) {
-          authorization = next;
-          continue;
-        }
-      }
-      const given = source.creds !== undefined && Object.values(source.creds).some((v) => v !== undefined && v !== "");
-      throw new UnauthenticatedError(
-        `${ex.what}: ${res.statusCode === 403 ? "access denied" : "authentication required"} to ${source.repository}` +
-          `${summary ? ` (${summary})` : ""}; ` +
-          (given ? "the credentials given were not accepted" : "no credentials were given; the repository may also not exist"),
-      );
-    }
-  }
-
-  private async readBody(res: IncomingMessage, o: { what: string; limit: number; expected?: number; signal?: AbortSignal }): Promise<Buffer> {
-    const body = new GuardedBody(res, {
-      stallMs: this.stallTimeoutMs,
-      skip: 0,
-      what: o.what,
-      ...(o.expected !== undefined ? { expected: o.expected } : {}),
-      ...(o.signal ? { signal: o.signal } : {}),
-    });
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of body) {
-      total += (chunk as Buffer).length;
-      if (total > o.limit) {
-        body.destroy();
-        throw new ResourceExhaustedError(`${o.what}: more than ${o.limit} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks);
-  }
-
-  /** The registry's explanation of a failed request, or "" when it gave none. */
-  private async errorBody(res: IncomingMessage, ex: Pick<Exchange, "what" | "signal" | "method">): Promise<string> {
-    if (ex.method === "HEAD") {
-      res.resume();
-      return "";
-    }
-    try {
-      return errorSummary(await this.readBody(res, { what: ex.what, limit: MAX_ERROR_BODY_BYTES, ...(ex.signal ? { signal: ex.signal } : {}) }));
-    } catch {
-      res.destroy();
-      return "";
-    }
-  }
-
-  private async statusError(res: IncomingMessage, method: Exchange["method"], what: string, subject: string): Promise<PodshimError> {
-    const status = res.statusCode ?? 0;
-    const summary = await this.errorBody(res, { what, method });
-    const detail = `HTTP ${status}${summary ? `: ${summary}` : ""}`;
-    if (status === 404) return new NotFoundError(`${what}: ${subject} not found (${detail})`);
-    if (status === 429) return new ResourceExhaustedError(`${what}: the registry is rate-limiting (${detail})`);
-    if (status >= 500) return new UnavailableError(`${what}: the registry failed (${detail})`);
-    return new InternalError(`${what}: unexpected ${detail}`);
-  }
-}
-
-function schema1(name: string, from: string): PodshimError {
-  return new UnimplementedError(
-    `image "${name}" at ${from} is a Docker schema 1 manifest, which podshim does not pull; push it again as a Docker schema 2 or OCI image`,
-  );
-}
-
-function tooLarge(name: string, from: string, size: number | undefined): PodshimError {
-  return new ResourceExhaustedError(
-    `manifest of "${name}" at ${from} is ${size === undefined ? "more" : `${size} bytes, more`} than the ${MAX_MANIFEST_BYTES} bytes podshim accepts`,
-  );
 }

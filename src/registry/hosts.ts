@@ -323,3 +323,8 @@ export function parseGoDuration(s: string): number | undefined {
   }
   return pos === 0 ? undefined : total;
 }
+
+/** A host as messages name it: its origin, plus the API root when that is not /v2. */
+export function hostLabel(host: RegistryHost): string {
+  return host.url.pathname === "/v2" ? host.url.origin : `${host.url.origin}${host.url.pathname}`;
+}

@@ -63,6 +63,8 @@ export class ContainerdClient {
       // Containers.List carries whole OCI specs; a busy node passes the 4 MiB default.
       "grpc.max_receive_message_length": 256 * 1024 * 1024,
       "grpc.max_send_message_length": 256 * 1024 * 1024,
+      // channelz (a debugging service nothing here serves) would track every call.
+      "grpc.enable_channelz": 0,
       ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
     });
   }

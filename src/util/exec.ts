@@ -1,4 +1,4 @@
-import { Worker } from "node:worker_threads";
+import { spawn, type ChildProcess } from "node:child_process";
 import { CanceledError, DeadlineExceededError, InternalError } from "../errors/errors.js";
 
 export interface ProgramResult {
@@ -28,8 +28,7 @@ const MAX_OUTPUT = 4 * 1024 * 1024;
  * Resolves with the exit status whatever it is; rejects only when the program could not be
  * started, ran out of time, or was cancelled.
  *
- * The program is started by the spawner thread (below), not on the event loop: starting a
- * process blocks the thread that starts it until the child has exec'd.
+ * The program is started by the spawner (below), a helper process, never by podshim itself.
  */
 export function runProgram(cmd: string, args: readonly string[], opts: ProgramOptions): Promise<ProgramResult> {
   return new Promise((resolve, reject) => {
@@ -77,19 +76,22 @@ interface SpawnRequest {
 type SpawnAnswer = ProgramResult | { error: string };
 
 /*
- * The spawner: one worker thread that starts programs and collects their output. libuv forks
- * and then blocks the calling thread until the child has exec'd (it reads a close-on-exec
- * pipe to learn whether exec failed); with podshim's heap to copy and a busy node that is
- * 5-10 ms per program, and a pod takes a dozen programs (ip netns, mount, CNI plugins, umount).
- * On the event loop those stalls add up to most of what status calls wait for under load;
- * here only this thread waits. Its source is plain JS evaluated in the worker, so it runs
- * the same from dist/ and from the sources under test.
+ * The spawner: a small helper process that starts programs and collects their output.
+ * Starting a process from podshim itself is expensive in two ways. libuv forks and blocks the
+ * calling thread until the child has exec'd (it reads a close-on-exec pipe to learn whether
+ * exec failed): 7-10 ms a program here. And the fork marks every page of podshim's heap
+ * copy-on-write, so until the child execs every page podshim writes faults, whichever thread
+ * forked (a worker thread measured half the main thread's throughput while it spawned). A pod
+ * takes a dozen programs (ip netns, mount, CNI plugins and their IPAM, umount). The helper's
+ * heap is a few MB, so its forks are cheap, and podshim's event loop never waits on one. It
+ * leaves when podshim does (its IPC channel closes); programs it started run on in their own
+ * process groups, as they did when podshim started them itself.
  */
 const SPAWNER_SOURCE = String.raw`
 const { spawn } = require("node:child_process");
-const { parentPort } = require("node:worker_threads");
 const children = new Map();
-parentPort.on("message", (m) => {
+process.on("disconnect", () => process.exit(0));
+process.on("message", (m) => {
   if (m.op === "kill") {
     const child = children.get(m.id);
     if (!child) return;
@@ -104,7 +106,7 @@ parentPort.on("message", (m) => {
   try {
     child = spawn(m.cmd, m.args, { stdio: [m.input === undefined ? "ignore" : "pipe", "pipe", "pipe"], env: m.env, detached: true });
   } catch (err) {
-    parentPort.postMessage({ id: m.id, answer: { error: err.message } });
+    process.send({ id: m.id, answer: { error: err.message } });
     return;
   }
   children.set(m.id, child);
@@ -115,7 +117,7 @@ parentPort.on("message", (m) => {
     if (answered) return;
     answered = true;
     children.delete(m.id);
-    parentPort.postMessage({ id: m.id, answer: a });
+    process.send({ id: m.id, answer: a });
   };
   child.stdout.setEncoding("utf8").on("data", (d) => { if (stdout.length < m.maxOutput) stdout += d; });
   child.stderr.setEncoding("utf8").on("data", (d) => { if (stderr.length < m.maxOutput) stderr += d; });
@@ -131,20 +133,25 @@ parentPort.on("message", (m) => {
 });
 `;
 
+/** A small heap: the helper holds a few programs' output at a time. */
+const SPAWNER_NODE_FLAGS = ["--max-old-space-size=32", "--max-semi-space-size=1"];
+
 class Spawner {
-  private readonly worker = new Worker(SPAWNER_SOURCE, { eval: true, env: {} });
+  private readonly helper: ChildProcess;
   private readonly pending = new Map<number, { resolve(a: SpawnAnswer): void; reject(err: Error): void }>();
   private nextId = 0;
   dead = false;
 
   constructor() {
-    // Idle, the thread keeps nothing alive; while a program runs, it does.
-    this.worker.unref();
-    this.worker.on("message", (m: { id: number; answer: SpawnAnswer }) => {
+    // Its stderr is podshim's, so a crash of the helper is in podshim's log; env is empty (the
+    // programs get theirs with each request), so no NODE_OPTIONS meant for podshim reach it.
+    this.helper = spawn(process.execPath, [...SPAWNER_NODE_FLAGS, "-e", SPAWNER_SOURCE], { stdio: ["ignore", "ignore", "inherit", "ipc"], env: {} });
+    this.idle();
+    this.helper.on("message", (m: { id: number; answer: SpawnAnswer }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      if (this.pending.size === 0) this.worker.unref();
+      if (this.pending.size === 0) this.idle();
       p.resolve(m.answer);
     });
     const fail = (err: Error): void => {
@@ -152,21 +159,30 @@ class Spawner {
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
     };
-    this.worker.on("error", fail);
-    this.worker.on("exit", (code) => fail(new Error(`the spawner thread exited with ${code}`)));
+    this.helper.on("error", fail);
+    this.helper.on("exit", (code, signal) => fail(new Error(`the spawner process exited (${signal ?? code})`)));
+  }
+
+  /** Idle, the helper keeps nothing alive; while a program runs, it does. */
+  private idle(): void {
+    this.helper.unref();
+    this.helper.channel?.unref();
   }
 
   start(req: SpawnRequest): { done: Promise<SpawnAnswer>; kill(): void } {
     const id = this.nextId++;
     const done = new Promise<SpawnAnswer>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    if (this.pending.size === 1) this.worker.ref();
-    this.worker.postMessage({ op: "run", id, ...req });
-    return { done, kill: () => this.worker.postMessage({ op: "kill", id }) };
+    if (this.pending.size === 1) {
+      this.helper.ref();
+      this.helper.channel?.ref();
+    }
+    this.helper.send({ op: "run", id, ...req });
+    return { done, kill: () => this.helper.connected && this.helper.send({ op: "kill", id }) };
   }
 }
 
 let current: Spawner | undefined;
-/** The spawner thread, started at first use (and again if it ever died). */
+/** The spawner process, started at first use (and again if it ever died). */
 function spawner(): Spawner {
   if (current === undefined || current.dead) current = new Spawner();
   return current;

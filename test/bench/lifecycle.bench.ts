@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, inject, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import type { CriClient } from "../support/cri-client.js";
@@ -57,6 +57,24 @@ const samples: Record<Target["label"], { ops: Samples; underLoad: Samples; idle:
   containerd: { ops: {}, underLoad: {}, idle: {} },
 };
 const bucket = (s: Samples, op: string) => (s[op] ??= []);
+/** podshim's resident memory and its helper processes' (the spawner), MB, after each round. */
+const rss: Array<{ podshim: number; helpers: number }> = [];
+
+function rssMB(pid: number): number {
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Math.round(Number(kb) / 1024);
+}
+/** Direct children of pid that are node processes (podshim's helpers; programs come and go). */
+function helperPids(pid: number): number[] {
+  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter((x) => x !== "").map(Number);
+  return kids.filter((k) => {
+    try {
+      return readFileSync(`/proc/${k}/comm`, "utf8").trim() === "node";
+    } catch {
+      return false;
+    }
+  });
+}
 
 beforeAll(async () => {
   net = testNetwork(base);
@@ -190,6 +208,10 @@ async function round(t: Target, pullRefs: string[]): Promise<void> {
   await loaded.stop();
   await images(t, s.ops, pullRefs);
   await execs(t, s.ops);
+  if (t.label === "podshim") {
+    const pid = podshim.process.pid!;
+    rss.push({ podshim: rssMB(pid), helpers: helperPids(pid).reduce((a, k) => a + rssMB(k), 0) });
+  }
 }
 
 const pct = (ms: number[], q: number) => {
@@ -220,6 +242,7 @@ function table(): string {
       return `| ${op} | ${a.length}/${b.length} | ${fmt(pct(a, 0.5))} / ${fmt(pct(a, 0.99))} | ${fmt(pct(b, 0.5))} / ${fmt(pct(b, 0.99))} | ${ratio(pct(a, 0.5), pct(b, 0.5))} | ${ratio(pct(a, 0.99), pct(b, 0.99))} | ${fmt(pct(p.idle[op] ?? [], 0.5))} / ${fmt(pct(c.idle[op] ?? [], 0.5))} |`;
     }),
   ];
+  lines.push(`\npodshim RSS after each round (MB, podshim + helper processes): ${rss.map((r) => `${r.podshim} + ${r.helpers}`).join(", ")}`);
   return lines.join("\n");
 }
 
@@ -238,5 +261,6 @@ it("critest -benchmark shape: podshim vs containerd's CRI plugin", async () => {
   console.log(text);
   mkdirSync(OUT_DIR, { recursive: true });
   writeFileSync(join(OUT_DIR, "lifecycle.md"), `${new Date().toISOString()}\n${text}\n`);
-  writeFileSync(join(OUT_DIR, "lifecycle.json"), JSON.stringify({ at: new Date().toISOString(), rounds: ROUNDS, samples }, null, 1));
+  writeFileSync(join(OUT_DIR, "lifecycle.json"), JSON.stringify({ at: new Date().toISOString(), rounds: ROUNDS, rss, samples }, null, 1));
+  writeFileSync(join(OUT_DIR, "lifecycle-podshim.log"), podshim.output());
 }, 900_000);

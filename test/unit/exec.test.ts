@@ -1,4 +1,4 @@
-// runProgram: programs are started by the spawner thread; what callers see is unchanged.
+// runProgram: programs are started by the spawner process; what callers see is unchanged.
 import { describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

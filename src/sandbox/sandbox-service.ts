@@ -282,22 +282,26 @@ export class SandboxService {
     await writeJsonAtomic(join(dir, SANDBOX_INTENT_FILE), intent);
     this.step("sandbox.dir-made");
 
+    // The netns and the pod's /dev/shm are independent: each is a program to run (ip, mount),
+    // so they run side by side. Both settle before a failure unwinds: each registers its undo.
     let netnsPath = "";
-    if (!hostNetwork) {
+    const pinNetns = async () => {
+      if (hostNetwork) return;
       netnsPath = await timeStep("run_pod_sandbox", "netns", () => this.a.netns.create(netnsName));
       cleanup.push("delete netns", () => this.a.netns.delete(netnsPath));
       this.step("sandbox.netns-pinned");
-    }
-
+    };
     // One /dev/shm for the whole pod: a tmpfs the pause container and (later) every app
     // container mount, unless the pod uses the host's IPC namespace.
-    let shm: string | undefined;
-    if (nsOpts?.ipc !== NamespaceMode.NODE) {
-      shm = this.shmPath(id);
+    const shm = nsOpts?.ipc !== NamespaceMode.NODE ? this.shmPath(id) : undefined;
+    const mountShm = async () => {
+      if (shm === undefined) return;
       cleanup.push("unmount shm", () => this.releaseStateDir(id));
       await this.a.mounts.tmpfs(shm, ["nosuid", "nodev", "noexec", "mode=1777", `size=${SHM_SIZE}`]);
       this.step("sandbox.shm-mounted");
-    }
+    };
+    const hostSide = await Promise.allSettled([pinNetns(), mountShm()]);
+    for (const r of hostSide) if (r.status === "rejected") throw r.reason;
     const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf"), ...(shm ? { shm } : {}) };
     // A host-network pod without a hostname of its own has the node's, as uname shows it.
     const nodeHostname = hostNetwork ? (await readFile("/etc/hostname", "utf8").catch(() => "localhost")).trim() : "";

@@ -11,6 +11,8 @@
 //   - ExecSync `true` in a running container, 100 sequential calls.
 // The machine has 2 cores shared with other work: every round runs both runtimes one after the
 // other, the order alternating between rounds, and the ratios are what to read.
+// PODSHIM_BENCH_BASELINE=/path/to/other/dist/main.js adds a third runtime, that build of
+// podshim on the same daemon, in the same rounds: a before/after under the same load.
 import { afterAll, beforeAll, inject, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
@@ -33,6 +35,7 @@ const CONCURRENCY = 4;
 const PULLS = 8;
 const EXECS = 100;
 const ROUNDS = Number(process.env.PODSHIM_BENCH_ROUNDS ?? 2);
+const BASELINE = process.env.PODSHIM_BENCH_BASELINE;
 /** The prober's pace: one status call every 5 ms, each of the six every ~30 ms. */
 const PROBE_PACE_MS = 5;
 const OUT_DIR = fileURLToPath(new URL("../../.tmp/bench/", import.meta.url));
@@ -41,9 +44,10 @@ const PROBER = fileURLToPath(new URL("./status-prober.mjs", import.meta.url));
 let net: TestNetwork;
 let builtin: BuiltinCri;
 let podshim: PodshimHandle;
+let baseline: PodshimHandle | undefined;
 
 interface Target {
-  label: "podshim" | "containerd";
+  label: "podshim" | "containerd" | "baseline";
   cri: CriClient;
   socket: string;
   /** A pod with a running container that stays up: the prober's and ExecSync's target. */
@@ -55,6 +59,7 @@ type Samples = Record<string, number[]>;
 const samples: Record<Target["label"], { ops: Samples; underLoad: Samples; idle: Samples }> = {
   podshim: { ops: {}, underLoad: {}, idle: {} },
   containerd: { ops: {}, underLoad: {}, idle: {} },
+  baseline: { ops: {}, underLoad: {}, idle: {} },
 };
 const bucket = (s: Samples, op: string) => (s[op] ??= []);
 /** podshim's resident memory and its helper processes' (the spawner), MB, after each round. */
@@ -84,6 +89,10 @@ beforeAll(async () => {
     { label: "podshim", cri: podshim.cri, socket: podshim.socket },
     { label: "containerd", cri: builtin.cri, socket: builtin.containerd.socket },
   ];
+  if (BASELINE) {
+    baseline = await startPodshim({ main: BASELINE, containerdSocket: builtin.containerd.socket, baseDir: base, cniConfDir: net.confDir, extraArgs: ["--log-level", "info", "--pause-image", bed.images.pause] });
+    both.push({ label: "baseline", cri: baseline.cri, socket: baseline.socket });
+  }
   for (const t of both) {
     for (const image of [bed.images.pause, bed.images.busybox]) await t.cri.image("PullImage", { image: { image } }, 60_000);
     const config = benchPodConfig(bed, base, 999);
@@ -102,6 +111,7 @@ afterAll(async () => {
   // A graceful stop, so a podshim run with --cpu-prof (PODSHIM_NODE_ARGS) writes its profile.
   await podshim?.stop();
   await podshim?.cleanup();
+  await baseline?.cleanup();
   await builtin?.cleanup();
   await net?.cleanup();
   rmSync(base, { recursive: true, force: true });
@@ -242,6 +252,25 @@ function table(): string {
       return `| ${op} | ${a.length}/${b.length} | ${fmt(pct(a, 0.5))} / ${fmt(pct(a, 0.99))} | ${fmt(pct(b, 0.5))} / ${fmt(pct(b, 0.99))} | ${ratio(pct(a, 0.5), pct(b, 0.5))} | ${ratio(pct(a, 0.99), pct(b, 0.99))} | ${fmt(pct(p.idle[op] ?? [], 0.5))} / ${fmt(pct(c.idle[op] ?? [], 0.5))} |`;
     }),
   ];
+  if (BASELINE) {
+    const b = samples.baseline;
+    lines.push(
+      `\nbaseline build (${BASELINE}) in the same rounds, ms`,
+      `| op | baseline p50 / p95 | podshim p50 / p95 | containerd p50 / p95 | baseline/containerd p50 | podshim/containerd p50 |`,
+      `|---|---|---|---|---|---|`,
+      ...OPS.map((op) => {
+        const x = b.ops[op] ?? [], a = p.ops[op] ?? [], y = c.ops[op] ?? [];
+        return `| ${op} | ${fmt(pct(x, 0.5))} / ${fmt(pct(x, 0.95))} | ${fmt(pct(a, 0.5))} / ${fmt(pct(a, 0.95))} | ${fmt(pct(y, 0.5))} / ${fmt(pct(y, 0.95))} | ${ratio(pct(x, 0.5), pct(y, 0.5))} | ${ratio(pct(a, 0.5), pct(y, 0.5))} |`;
+      }),
+      `\nbaseline build, status and list calls under load, ms`,
+      `| call | baseline p50 / p99 | podshim p50 / p99 | containerd p50 / p99 | baseline/containerd p50 / p99 | podshim/containerd p50 / p99 |`,
+      `|---|---|---|---|---|---|`,
+      ...STATUS.map((op) => {
+        const x = b.underLoad[op] ?? [], a = p.underLoad[op] ?? [], y = c.underLoad[op] ?? [];
+        return `| ${op} | ${fmt(pct(x, 0.5))} / ${fmt(pct(x, 0.99))} | ${fmt(pct(a, 0.5))} / ${fmt(pct(a, 0.99))} | ${fmt(pct(y, 0.5))} / ${fmt(pct(y, 0.99))} | ${ratio(pct(x, 0.5), pct(y, 0.5))} / ${ratio(pct(x, 0.99), pct(y, 0.99))} | ${ratio(pct(a, 0.5), pct(y, 0.5))} / ${ratio(pct(a, 0.99), pct(y, 0.99))} |`;
+      }),
+    );
+  }
   lines.push(`\npodshim RSS after each round (MB, podshim + helper processes): ${rss.map((r) => `${r.podshim} + ${r.helpers}`).join(", ")}`);
   return lines.join("\n");
 }
@@ -250,7 +279,8 @@ it("critest -benchmark shape: podshim vs containerd's CRI plugin", async () => {
   // A warm-up of each (not counted): first pulls, first CNI runs, JIT.
   for (const t of targets) await pods(t, {});
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? targets : [...targets].reverse();
+    // Rotate who goes first (and, with two, alternate), so drift in the machine's load hits all alike.
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
     for (const t of order) {
       const refs: string[] = [];
       for (let i = 0; i < PULLS; i++) refs.push(await freshImage());

@@ -177,21 +177,11 @@ export class ContainerService {
   }
 
   /**
-   * Records an exit once: drains the last output into the log, checkpoints the status, then
-   * deletes the task (which reaps the shim's bookkeeping). Safe to call twice. Resolves once
-   * the exit is recorded, so StopContainer answers without waiting for containerd's task
-   * delete; the delete still runs under the container's lock, so a remove or start waits for
-   * it. A delete that fails, or that a crash cuts off, leaves the task in tasksLeft (recovery
-   * puts it back there), and RemoveContainer deletes it.
+   * Records an exit once: drains the last output into the log, deletes the task (which reaps
+   * the shim's bookkeeping) and checkpoints the status. Safe to call twice.
    */
   private onExit(id: string, exitStatus: number, exitedAt: bigint): Promise<void> {
-    // The exit event and StopContainer's wait both report the same exit: the second gets the
-    // first's answer instead of queueing on the lock behind the task delete.
-    const recording = this.exitsRecording.get(id);
-    if (recording) return recording;
-    const recorded = deferred<void>();
-    this.exitsRecording.set(id, recorded.promise);
-    const run = this.lock.run(id, async () => {
+    return this.lock.run(id, async () => {
       const rec = this.store.get(id);
       if (!rec || rec.id !== id || rec.status.state !== ContainerState.Running) return;
       await this.io.close(id, true);
@@ -201,19 +191,10 @@ export class ContainerService {
       this.opts.events?.publish(id, rec.sandboxId, LifecycleEvent.Stopped);
       this.exitWaiters.get(id)?.resolve({ exitCode: rec.status.exitCode });
       this.exitWaiters.delete(id);
-      recorded.resolve();
       await this.deleteExitedTask(id);
       this.log.info({ container: id, exitCode: rec.status.exitCode, reason: rec.status.reason }, "container exited");
     });
-    run.then(() => recorded.resolve(), (err: unknown) => {
-      if (recorded.settled) this.log.error({ container: id, err: messageOf(err) }, "after recording an exit");
-      else recorded.reject(err);
-    }).finally(() => this.exitsRecording.delete(id));
-    return recorded.promise;
   }
-
-  /** Exits being recorded, by container id, until their task is deleted too. */
-  private readonly exitsRecording = new Map<string, Promise<void>>();
 
   /** Attached clients waiting for a container's end. */
   private readonly exitWaiters = new Map<string, Deferred<ProcessExit>>();

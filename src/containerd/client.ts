@@ -66,6 +66,8 @@ export class ContainerdClient {
       // HTTP/2's default 64 KiB receive window holds a content Read stream (a peer serving a
       // layer) to ~150 MB/s here; 8 MiB lets it run at ~350-400 MB/s.
       "grpc-node.flow_control_window": 8 * 1024 * 1024,
+      // channelz (a debugging service nothing here serves) would track every call.
+      "grpc.enable_channelz": 0,
       ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
     });
   }

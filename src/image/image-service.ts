@@ -119,7 +119,11 @@ export class ImageService {
     if (img.ref.tag) names.add(`${repo}:${img.ref.tag}`);
     const pinned = this.isPauseRef(img.ref);
     const labels: Record<string, string> = { [ImageLabel.managed]: "managed", ...(pinned ? { [ImageLabel.pinned]: "pinned" } : {}) };
-    for (const name of names) await this.records.put({ name, target: img.target, labels });
+    // Independent records: one round trip's wait for all three, not three in a row. All
+    // settle before a failure is thrown, so none lands after the pull's lease is gone.
+    const puts = await Promise.allSettled([...names].map((name) => this.records.put({ name, target: img.target, labels })));
+    const failed = puts.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
     return this.store.put({
       id: img.configDescriptor.digest,
       target: img.target,

@@ -6,7 +6,7 @@ import { FailedPreconditionError, InternalError, InvalidArgumentError } from "..
 import type { Logger } from "../logger/logger.js";
 import type { CniBandwidth } from "./bandwidth.js";
 import { findPlugin, type CniNetwork } from "./cni-config.js";
-import { runProgram, withSbinPath } from "../util/exec.js";
+import { defaultEnv, runProgram, withSbinPath } from "../util/exec.js";
 import { netnsExists } from "./netns.js";
 import { observeCniExec } from "../metrics/metrics.js";
 
@@ -206,7 +206,7 @@ export class CniRuntime {
       throw new FailedPreconditionError(`CNI plugin ${plugin.type} (network ${net.name}) not found in ${this.opts.binDirs.join(":")}`);
     }
     const stdin = JSON.stringify(pluginConfig(net, plugin, rt.capabilityArgs, prevResult));
-    const env = cniEnv(process.env, command, rt, this.opts.binDirs);
+    const env = cniEnv(defaultEnv(), command, rt, this.opts.binDirs);
     const started = Date.now();
     const res = await runProgram(path, [], {
       input: stdin,

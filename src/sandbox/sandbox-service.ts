@@ -281,8 +281,16 @@ export class SandboxService {
     const hostNetwork = nsOpts?.network === NamespaceMode.NODE;
     const netnsName = hostNetwork ? "" : netnsNameFor(id);
     const dir = await this.makeSandboxDir(id, netnsName, cleanup);
-    const netnsPath = hostNetwork ? "" : await this.pinNetns(netnsName, cleanup);
-    const shm = nsOpts?.ipc === NamespaceMode.NODE ? undefined : await this.mountPodShm(id, cleanup);
+    // Independent programs to run (ip, mount): side by side. Both settle before a failure
+    // unwinds, each having registered its own undo.
+    const [ns, mounted] = await Promise.allSettled([
+      hostNetwork ? Promise.resolve("") : this.pinNetns(netnsName, cleanup),
+      nsOpts?.ipc === NamespaceMode.NODE ? Promise.resolve(undefined) : this.mountPodShm(id, cleanup),
+    ]);
+    if (ns.status === "rejected") throw ns.reason;
+    if (mounted.status === "rejected") throw mounted.reason;
+    const netnsPath = ns.value;
+    const shm = mounted.value;
     const { files, hostname } = await this.writePodFiles(dir, config, hostNetwork, shm);
     const spec = await this.pauseSpec(id, config, runtimeHandler, handler, pause.config, netnsPath, files);
     const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };

@@ -62,12 +62,18 @@ export function implementService(def: ServiceDefinition, handlers: Partial<Handl
   return impl;
 }
 
-function context(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, log: Logger): RpcContext {
+/** The handler's context, and `settle()` to call once the handler is done: grpc-js reports
+ * every stream's close as "cancelled", answered calls too, and aborting those would build an
+ * AbortError (a stack trace) per call for no one to read. */
+function context(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, log: Logger): { ctx: RpcContext; settle(): void } {
   const controller = new AbortController();
-  call.on("cancelled", () => controller.abort());
+  let settled = false;
+  call.on("cancelled", () => {
+    if (!settled) controller.abort();
+  });
   const d = call.getDeadline();
   const deadline = d instanceof Date ? d.getTime() : Number.isFinite(d) ? d : undefined;
-  return { log, signal: controller.signal, ...(deadline !== undefined ? { deadline } : {}) };
+  return { ctx: { log, signal: controller.signal, ...(deadline !== undefined ? { deadline } : {}) }, settle: () => (settled = true) };
 }
 
 function refusal(rpc: string, handler: unknown, opts: BoundaryOptions): { code: Status; details: string } | undefined {
@@ -89,16 +95,19 @@ function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnary
   }
   const started = performance.now();
   const log = opts.logger.child({ rpc });
+  const { ctx, settle } = context(call, log);
   // The request is what this method's own deserializer decoded: the type its handler takes.
-  const run = (handler as UnaryRpc<unknown, unknown>)(call.request, context(call, log));
+  const run = (handler as UnaryRpc<unknown, unknown>)(call.request, ctx);
   opts.inFlight?.track(run);
   run.then(
     (response) => {
+      settle();
       logDone(log, rpc, started);
       opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
       callback(null, response);
     },
     (err: unknown) => {
+      settle();
       const status = toGrpcStatus(err);
       logFailed(log, rpc, started, status.code, err);
       opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);
@@ -135,15 +144,18 @@ function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, 
       call.once("drain", onDrain);
       call.once("cancelled", onCancel);
     });
-  const run = (handler as StreamRpc<unknown, unknown>)(call.request, send, context(call, log));
+  const { ctx, settle } = context(call, log);
+  const run = (handler as StreamRpc<unknown, unknown>)(call.request, send, ctx);
   opts.inFlight?.track(run);
   run.then(
     () => {
+      settle();
       logDone(log, rpc, started);
       opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
       call.end();
     },
     (err: unknown) => {
+      settle();
       const status = toGrpcStatus(err);
       logFailed(log, rpc, started, status.code, err);
       opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);

@@ -17,6 +17,8 @@ export class CriServer {
   private readonly server = new Server({
     "grpc.max_receive_message_length": MAX_MESSAGE,
     "grpc.max_send_message_length": MAX_MESSAGE,
+    // channelz (a debugging service podshim never registers) tracks every call and socket.
+    "grpc.enable_channelz": 0,
   });
   private socketIno: number | undefined;
 

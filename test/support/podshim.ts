@@ -23,6 +23,8 @@ export interface PodshimOptions {
   /** What start-up waits for: "serving" (recovery done, the default) or "listening" (the
    * socket is up; only Version and Status answer until recovery is done). */
   waitFor?: "serving" | "listening";
+  /** Another build's main.js (benchmarks compare a baseline build); dist/main.js by default. */
+  main?: string;
 }
 
 /** How the podshim process ended. */
@@ -91,7 +93,7 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
   // PODSHIM_NODE_ARGS passes flags to node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   // to profile podshim under a benchmark (node refuses those in NODE_OPTIONS).
   const nodeArgs = (process.env.PODSHIM_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-  const child = spawn(process.execPath, [...nodeArgs, PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
+  const child = spawn(process.execPath, [...nodeArgs, opts.main ?? PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));

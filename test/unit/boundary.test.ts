@@ -25,3 +25,35 @@ describe("implementService", () => {
     expect((await callUnary(impl, "version"))?.code).toBe(Status.UNAVAILABLE);
   });
 });
+
+describe("the handler's signal", () => {
+  // grpc-js emits "cancelled" when any call's stream closes, answered calls too.
+  function cancellable() {
+    const listeners: Array<() => void> = [];
+    return { call: { request: {}, on: (ev: string, fn: () => void) => ev === "cancelled" && listeners.push(fn), getDeadline: () => Infinity }, cancel: () => listeners.forEach((fn) => fn()) };
+  }
+
+  it("aborts when the client cancels while the handler runs", async () => {
+    let signal: AbortSignal | undefined;
+    let release!: () => void;
+    const impl = implementService(RuntimeServiceService, {
+      unary: { Version: async (_req, ctx) => { signal = ctx.signal; await new Promise<void>((r) => (release = r)); return {}; } },
+    }, { service: "RuntimeService", logger: quiet, isReady: () => true });
+    const { call, cancel } = cancellable();
+    const answered = new Promise((resolve) => (impl.version as (c: unknown, cb: (e: unknown) => void) => void)(call, resolve));
+    await new Promise((r) => setImmediate(r));
+    cancel();
+    expect(signal?.aborted).toBe(true);
+    release();
+    await answered;
+  });
+
+  it("stays quiet when the stream closes after the answer", async () => {
+    let signal: AbortSignal | undefined;
+    const impl = implementService(RuntimeServiceService, { unary: { Version: async (_req, ctx) => ((signal = ctx.signal), {}) } }, { service: "RuntimeService", logger: quiet, isReady: () => true });
+    const { call, cancel } = cancellable();
+    await new Promise((resolve) => (impl.version as (c: unknown, cb: (e: unknown) => void) => void)(call, resolve));
+    cancel();
+    expect(signal?.aborted).toBe(false);
+  });
+});

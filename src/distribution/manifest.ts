@@ -53,6 +53,35 @@ function descriptor(v: unknown, what: string): Descriptor {
 }
 
 /** The media type of a manifest document: its own field, else what the registry said. */
+/** The media types a manifest request may answer with (schema 2 and OCI manifests and indexes). */
+export const MANIFEST_MEDIA_TYPES = [
+  MediaType.OciIndex, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.DockerManifest,
+] as const;
+
+export function isManifestMediaType(mediaType: string): boolean {
+  return (MANIFEST_MEDIA_TYPES as readonly string[]).includes(mediaType);
+}
+
+/**
+ * What a document says it is when nothing else does: its own mediaType, else what its shape
+ * is (a schema 1 manifest, an index, a manifest); undefined when it is not a JSON object.
+ */
+export function sniffManifestType(bytes: Buffer): string | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+  if (typeof doc !== "object" || doc === null) return undefined;
+  const d = doc as Record<string, unknown>;
+  if (typeof d.mediaType === "string" && d.mediaType !== "") return d.mediaType;
+  if (d.schemaVersion === 1) return "application/vnd.docker.distribution.manifest.v1+json";
+  if (Array.isArray(d.manifests)) return MediaType.OciIndex;
+  if (typeof d.config === "object" && d.config !== null) return MediaType.OciManifest;
+  return undefined;
+}
+
 export function documentMediaType(bytes: Buffer, fallback: string): string {
   const doc = json(bytes, "manifest");
   if (typeof doc.mediaType === "string" && doc.mediaType !== "") return doc.mediaType;

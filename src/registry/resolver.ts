@@ -7,7 +7,7 @@ import { ErrorKind, InternalError, ResourceExhaustedError, UnimplementedError, i
 import type { PodshimError } from "../errors/errors.js";
 import { parseDigest, refString } from "../distribution/reference.js";
 import type { ImageRef } from "../distribution/reference.js";
-import { MediaType } from "../distribution/descriptor.js";
+import { MANIFEST_MEDIA_TYPES, isManifestMediaType, sniffManifestType } from "../distribution/manifest.js";
 import type { Descriptor } from "../distribution/descriptor.js";
 import type { RegistryApi } from "./api.js";
 import type { RegistryCredentials } from "./auth.js";
@@ -16,9 +16,7 @@ import { hostLabel } from "./hosts.js";
 import type { RegistryHost } from "./hosts.js";
 
 /** What resolve asks for, best first: indexes before single manifests, OCI before Docker. */
-export const MANIFEST_MEDIA_TYPES = [
-  MediaType.OciIndex, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.DockerManifest,
-] as const;
+export { MANIFEST_MEDIA_TYPES };
 /** containerd's limit: no real manifest comes near it, a hostile one could be endless. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
@@ -31,26 +29,7 @@ function contentType(res: IncomingMessage): string {
   return (res.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
 }
 
-/** The manifest media type of a body whose Content-Type said nothing useful. */
-function sniffMediaType(body: Buffer): string | undefined {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(body.toString("utf8"));
-  } catch {
-    return undefined;
-  }
-  if (typeof doc !== "object" || doc === null) return undefined;
-  const d = doc as Record<string, unknown>;
-  if (typeof d.mediaType === "string" && d.mediaType !== "") return d.mediaType;
-  if (d.schemaVersion === 1) return "application/vnd.docker.distribution.manifest.v1+json";
-  if (Array.isArray(d.manifests)) return MediaType.OciIndex;
-  if (typeof d.config === "object" && d.config !== null) return MediaType.OciManifest;
-  return undefined;
-}
 
-function isKnownManifestType(mediaType: string): boolean {
-  return (MANIFEST_MEDIA_TYPES as readonly string[]).includes(mediaType);
-}
 
 function digestHeader(res: IncomingMessage, what: string): string | undefined {
   const value = res.headers["docker-content-digest"];
@@ -103,7 +82,7 @@ export async function resolveOnHost(
     const sameAlgorithm = ref.digest && headerDigest && headerDigest.split(":")[0] === ref.digest.split(":")[0];
     if (sameAlgorithm && headerDigest !== ref.digest) throw digestMismatch(ref.digest!, from, headerDigest!);
     const digest = ref.digest ?? headerDigest;
-    if (isKnownManifestType(mediaType) && size !== undefined && digest) {
+    if (isManifestMediaType(mediaType) && size !== undefined && digest) {
       if (size > MAX_MANIFEST_BYTES) throw tooLarge(name, from, size);
       return { mediaType, digest, size };
     }
@@ -128,9 +107,9 @@ export async function resolveOnHost(
     throw err;
   }
   let mediaType = contentType(res);
-  if (!isKnownManifestType(mediaType) && !SCHEMA1_MEDIA_TYPES.has(mediaType)) mediaType = sniffMediaType(body) ?? mediaType;
+  if (!isManifestMediaType(mediaType) && !SCHEMA1_MEDIA_TYPES.has(mediaType)) mediaType = sniffManifestType(body) ?? mediaType;
   if (SCHEMA1_MEDIA_TYPES.has(mediaType)) throw schema1(name, from);
-  if (!isKnownManifestType(mediaType)) {
+  if (!isManifestMediaType(mediaType)) {
     throw new UnimplementedError(`${what}: unsupported manifest media type ${JSON.stringify(mediaType)}`);
   }
   const algorithm = ref.digest ? parseDigest(ref.digest).algorithm : "sha256";

@@ -4,9 +4,7 @@
 // status errors, body.ts reading and checking bodies, resolver.ts one host's manifest lookup,
 // fallback.ts the turn from one host to the next.
 import { Readable } from "node:stream";
-import {
-  ErrorKind, FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError, isKind, messageOf,
-} from "../errors/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from "../errors/errors.js";
 import { parseDigest, refString } from "../distribution/reference.js";
 import type { ImageRef } from "../distribution/reference.js";
 import { isIndex, isManifest } from "../distribution/descriptor.js";
@@ -16,8 +14,7 @@ import { RUNTIME_NAME, RUNTIME_VERSION } from "../version.js";
 import { RegistryApi } from "./api.js";
 import type { RegistryCredentials } from "./auth.js";
 import { hashOf, rangeSkip } from "./body.js";
-import { finalError, onHosts } from "./fallback.js";
-import type { HostFailure } from "./fallback.js";
+import { onHosts } from "./fallback.js";
 import { hostLabel, loadRegistryHosts } from "./hosts.js";
 import type { RegistryHost } from "./hosts.js";
 import { MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, resolveOnHost } from "./resolver.js";
@@ -95,25 +92,16 @@ export class RegistryClient {
         `no host configured for ${ref.domain} under ${this.configDir} may resolve "${name}" (none has the resolve capability)`,
       );
     }
-    const failures: { host: RegistryHost; err: unknown }[] = [];
-    for (const host of resolvers) {
-      try {
-        const descriptor = await this.resolveOn(host, ref, creds, signal);
-        const source: RegistrySource = {
-          host,
-          repository: ref.path,
-          ref,
-          fallbacks: hosts.filter((h) => h !== host && h.capabilities.pull),
-        };
-        if (creds) source.creds = creds;
-        return { descriptor, source };
-      } catch (err) {
-        if (signal?.aborted || isKind(err, ErrorKind.Canceled)) throw err;
-        failures.push({ host, err });
-        this.logger.debug({ image: name, host: hostLabel(host), err: messageOf(err) }, "registry host could not resolve the image");
-      }
-    }
-    throw this.finalError(failures, (notFound) => `image "${name}" not found in ${notFound}`);
+    let answered: RegistryHost | undefined;
+    const descriptor = await onHosts(resolvers, { signal, logger: this.logger, what: `image "${name}"` }, async (host) => {
+      const d = await resolveOnHost(this.api, host, ref, creds, signal);
+      answered = host;
+      return d;
+    });
+    const host = answered!;
+    const source: RegistrySource = { host, repository: ref.path, ref, fallbacks: hosts.filter((h) => h !== host && h.capabilities.pull) };
+    if (creds) source.creds = creds;
+    return { descriptor, source };
   }
 
   /**
@@ -177,14 +165,6 @@ export class RegistryClient {
   }
 
   // resolve's own loop across the resolving hosts uses these two.
-
-  private resolveOn(host: RegistryHost, ref: ImageRef, creds: RegistryCredentials | undefined, signal?: AbortSignal): Promise<Descriptor> {
-    return resolveOnHost(this.api, host, ref, creds, signal);
-  }
-
-  private finalError(failures: HostFailure[], notFound: (hosts: string) => string): unknown {
-    return finalError(failures, notFound);
-  }
 
   /** Runs `fn` on the source's host, then on its fallbacks, until one succeeds. */
   private onPullHosts<T>(source: RegistrySource, signal: AbortSignal | undefined, what: string, fn: (host: RegistryHost) => Promise<T>): Promise<T> {

@@ -118,6 +118,7 @@ export interface CniCallOptions {
 }
 
 const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
+const PLUGIN_LOOKUP_TTL_MS = 10_000;
 
 /** The network podshim brings lo up with, the way containerd and CRI-O do. */
 export const LOOPBACK_NETWORK: CniNetwork = {
@@ -135,6 +136,7 @@ export const LOOPBACK_NETWORK: CniNetwork = {
  */
 export class CniRuntime {
   private readonly timeoutMs: number;
+  private readonly pluginPaths = new Map<string, { path: string; at: number }>();
 
   constructor(private readonly opts: CniRuntimeOptions) {
     this.timeoutMs = opts.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
@@ -193,6 +195,21 @@ export class CniRuntime {
     await this.del(LOOPBACK_NETWORK, { containerId, netns, ifName: "lo", args: {}, capabilityArgs: {} }, undefined, opts);
   }
 
+  /**
+   * Where a plugin binary is, looked up at most every PLUGIN_LOOKUP_TTL_MS: each lookup is a
+   * stat per bin dir (and an ENOENT error per dir that lacks it), a dozen per pod start. A
+   * plugin installed or moved is found within that time; one gone meanwhile fails the exec
+   * and is looked up afresh next time.
+   */
+  private async pluginPath(type: string): Promise<string | undefined> {
+    const hit = this.pluginPaths.get(type);
+    if (hit && Date.now() - hit.at < PLUGIN_LOOKUP_TTL_MS) return hit.path;
+    const path = await findPlugin(type, this.opts.binDirs);
+    if (path) this.pluginPaths.set(type, { path, at: Date.now() });
+    else this.pluginPaths.delete(type);
+    return path;
+  }
+
   private async exec(
     net: CniNetwork,
     plugin: CniNetwork["plugins"][number],
@@ -201,7 +218,7 @@ export class CniRuntime {
     prevResult: CniResult | undefined,
     opts: CniCallOptions,
   ): Promise<string> {
-    const path = await findPlugin(plugin.type, this.opts.binDirs);
+    const path = await this.pluginPath(plugin.type);
     if (!path) {
       throw new FailedPreconditionError(`CNI plugin ${plugin.type} (network ${net.name}) not found in ${this.opts.binDirs.join(":")}`);
     }
@@ -216,6 +233,8 @@ export class CniRuntime {
       ...(opts.signal ? { signal: opts.signal } : {}),
     }).catch((err: unknown) => {
       observeCniExec(plugin.type, command, (Date.now() - started) / 1000, false);
+      // It may have gone from where it was found: look again next time.
+      this.pluginPaths.delete(plugin.type);
       throw err;
     });
     observeCniExec(plugin.type, command, (Date.now() - started) / 1000, res.code === 0);

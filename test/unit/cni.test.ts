@@ -113,6 +113,19 @@ describe("CniRuntime.add", () => {
     expect(result.interfaces).toEqual([{ name: "from-c" }]);
   });
 
+  it("finds a plugin again after the one it found is gone from its bin dir", async () => {
+    const first = binDir({ a: {} });
+    const second = binDir({ a: {} });
+    const cni = new CniRuntime({ binDirs: [first.dir, second.dir] });
+    await cni.add(network([{ type: "a" }]), rt());
+    expect(first.calls().map((c) => c.path.length > 0)).toEqual([true]);
+    // The path found first is remembered; when it goes, that call fails and the next looks again.
+    rmSync(join(first.dir, "a"));
+    await expect(cni.add(network([{ type: "a" }]), rt())).rejects.toThrow();
+    await cni.add(network([{ type: "a" }]), rt());
+    expect(second.calls().map((c) => c.command)).toEqual(["ADD"]);
+  });
+
   it("sets the CNI environment, with CNI_ARGS in the given order and CNI_PATH as a colon list", async () => {
     const bin = binDir({ bridge: {} });
     await new CniRuntime({ binDirs: ["/nonexistent", bin.dir] }).add(network([{ type: "bridge" }]), rt());

@@ -73,6 +73,25 @@ async function pulledLine(node: BedNode, ref: string): Promise<Record<string, un
   return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
 }
 
+/**
+ * Waits until `node` has every other bed node among its peers and none of them set aside: a
+ * peer that was not serving yet when this node first asked it (at the bed's start) stays in
+ * backoff for a while, and a pull meanwhile rightly goes upstream.
+ */
+async function peersUsable(node: BedNode): Promise<void> {
+  const others = mn.nodes.filter((n) => n !== node).map((n) => n.peerAddress);
+  const deadline = Date.now() + 90_000;
+  let last = "";
+  for (;;) {
+    const info = JSON.parse((await cri(node).runtime("Status", { verbose: true })).info.peering) as { peers: { peer: string; state: string }[] };
+    const states = new Map(info.peers.map((p) => [p.peer, p.state]));
+    last = JSON.stringify(info.peers);
+    if (others.every((o) => states.get(o) === "ok")) return;
+    if (Date.now() > deadline) throw new Error(`peers of node ${node.index} not usable within 90 s: ${last}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 function ctr(node: BedNode, args: string[]): Promise<{ stdout: string }> {
   return runOk("ctr", ["--address", node.containerdSocket, "-n", "podshim", ...args], { timeoutMs: 60_000 });
 }
@@ -154,6 +173,7 @@ describe("the peer mirror on a 3-node bed", () => {
     expect(node3.total).toBe(blobs);
     await setPeers(n3, [n1.peerAddress, n2.peerAddress]);
 
+    await peersUsable(n2);
     offset = await registryLogOffset(mn);
     const peered = await pull(n2, big.ref);
     expect(peered.id).toBe(big.img.config.digest);
@@ -185,6 +205,7 @@ describe("the peer mirror on a 3-node bed", () => {
 
   it("with the registry stopped, node 2 pulls by digest an image only node 1 has; by tag it cannot", async () => {
     const [, n2] = mn.nodes as [BedNode, BedNode];
+    await peersUsable(n2);
     await registryDown(mn);
     try {
       const byDigest = `${REGISTRY}/peer-test/solo@${solo.digest}`;
@@ -215,6 +236,7 @@ describe("the peer mirror on a 3-node bed", () => {
       }
     };
     await restart(true);
+    await peersUsable(n2);
     await registryDown(mn);
     try {
       const res = await cri(n2).image("PullImage", { image: { image: solo.ref } }, 120_000);
@@ -269,6 +291,7 @@ describe("the peer mirror on a 3-node bed", () => {
   });
 
   it("three nodes pulling one new image at once send at most 1.5 blob GETs per layer to the registry", async () => {
+    for (const n of mn.nodes) await peersUsable(n);
     const offset = await registryLogOffset(mn);
     const t = performance.now();
     const results = await Promise.all(mn.nodes.map((n) => pull(n, burst.ref)));

@@ -21,6 +21,7 @@ export async function withLease<T>(client: ContainerdClient, logger: Logger, pur
   // unreferenced gone by the time they return.
   const sync = opts.syncGc ?? true;
   const id = `podshim-${purpose}-${randomBytes(6).toString("hex")}`;
+  const deleteLater = () => retryLater(logger, [{ name: `delete lease ${id}`, undo: () => deleteLease(client, id) }]);
   try {
     await client.call(LeasesService.create, {
       id,
@@ -28,7 +29,7 @@ export async function withLease<T>(client: ContainerdClient, logger: Logger, pur
     });
   } catch (err) {
     // The answer may be what was lost (containerd restarting): make sure no lease stays.
-    if (isTransient(err)) retryLater(logger, [{ name: `delete lease ${id}`, undo: () => deleteLease(client, id) }]);
+    if (isTransient(err)) deleteLater();
     throw err;
   }
   const release = async (): Promise<void> => {
@@ -38,7 +39,7 @@ export async function withLease<T>(client: ContainerdClient, logger: Logger, pur
       if (isNotFound(err)) return;
       // Not the caller's failure: tried again in the background (and it expires by itself).
       logger.warn({ lease: id, err: messageOf(err) }, "could not delete lease; retrying in the background");
-      retryLater(logger, [{ name: `delete lease ${id}`, undo: () => deleteLease(client, id) }]);
+      deleteLater();
     }
   };
   try {

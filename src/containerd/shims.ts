@@ -16,23 +16,30 @@ export interface ShimProcess {
  */
 export async function listShims(namespace: string, address: string): Promise<ShimProcess[]> {
   const found: ShimProcess[] = [];
-  const parents = new Map<number, number>();
   for (const name of await readdir("/proc").catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    // The parent is the 4th field of stat, after the command in parentheses.
-    const stat = await readFile(`/proc/${name}/stat`, "utf8").catch(() => "");
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (ppid > 0) parents.set(pid, ppid);
     const cmdline = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
     const argv = cmdline.split("\0");
     if (!argv[0]?.includes("containerd-shim")) continue;
     if (flag(argv, "-namespace") !== namespace || flag(argv, "-address") !== address) continue;
     const id = flag(argv, "-id");
-    if (id) found.push({ pid, id, children: 0 });
+    if (id) found.push({ pid: Number(name), id, children: await childrenOf(Number(name)) });
   }
-  for (const s of found) s.children = [...parents.values()].filter((p) => p === s.pid).length;
   return found;
+}
+
+/** How many processes a process is the parent of, summed over its threads (any of a Go
+ * program's threads may fork); one that cannot be read counts as having some. */
+async function childrenOf(pid: number): Promise<number> {
+  try {
+    let n = 0;
+    for (const tid of await readdir(`/proc/${pid}/task`)) {
+      n += (await readFile(`/proc/${pid}/task/${tid}/children`, "utf8")).split(" ").filter((c) => c.trim() !== "").length;
+    }
+    return n;
+  } catch {
+    return 1;
+  }
 }
 
 /** Kills the shims of `id` (a task containerd no longer knows); returns how many there were. */

@@ -17,10 +17,10 @@
 // work on the main thread; tests should run in a forks pool for the same reason.
 
 import { open as openCb, close as closeCb, constants } from "node:fs";
-import { rm } from "node:fs/promises";
 import { Socket } from "node:net";
 import { InternalError, messageOf } from "../errors/errors.js";
 import { runProgram } from "../util/exec.js";
+import { removeFile } from "../util/remove.js";
 
 /**
  * Creates a FIFO at `path` with exactly `mode` (not filtered by the umask). Whatever was
@@ -34,7 +34,7 @@ export async function makeFifo(path: string, mode = 0o600): Promise<void> {
 /** Several FIFOs with one helper process: a spawn costs milliseconds, more under load. */
 export async function makeFifos(paths: readonly string[], mode = 0o600): Promise<void> {
   if (paths.length === 0) return;
-  await Promise.all(paths.map((p) => rm(p, { force: true })));
+  await Promise.all(paths.map(removeFile));
   // Node has no mkfifo(3); coreutils' program is the smallest helper there is.
   const res = await runProgram("mkfifo", ["-m", (mode & 0o7777).toString(8), "--", ...paths], {
     timeoutMs: 10_000,

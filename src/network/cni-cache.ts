@@ -4,6 +4,7 @@ import { InternalError, InvalidArgumentError } from "../errors/errors.js";
 import { writeJsonAtomic } from "../util/atomic-file.js";
 import type { CniNetwork } from "./cni-config.js";
 import type { CniResult, CniRuntimeArgs } from "./cni.js";
+import { removeFile } from "../util/remove.js";
 
 /**
  * What DEL needs to undo a pod's ADD exactly, whatever happened to the conf dir since: the
@@ -80,6 +81,6 @@ export class CniResultCache {
   }
 
   async remove(podId: string): Promise<void> {
-    await rm(this.path(podId), { force: true });
+    await removeFile(this.path(podId));
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/options.js";
 import type { RuntimeHandlerConfig } from "../config/runtimes.js";
@@ -32,6 +32,7 @@ import { nowUnixNanos } from "../util/clock.js";
 import { timeStep } from "../metrics/metrics.js";
 import type { ImageEntry } from "../image/image-store.js";
 import type { Spec } from "../oci/spec-types.js";
+import { removeTree } from "../util/remove.js";
 
 // Labels and the extension podshim puts on a sandbox's containerd container: the kind (so
 // recovery finds sandboxes), the pod identity for people using ctr, and the record itself.
@@ -165,7 +166,7 @@ export class SandboxService {
   /** Unmounts the pod's shm, then removes its runtime state dir. */
   async releaseStateDir(id: string): Promise<void> {
     await this.a.mounts.unmountAndRemove(this.shmPath(id));
-    await rm(this.stateDir(id), { recursive: true, force: true });
+    await removeTree(this.stateDir(id));
   }
 
   /** The files of a sandbox its app containers bind: hostname, hosts, resolv.conf, shm. */
@@ -317,7 +318,7 @@ export class SandboxService {
   private async makeSandboxDir(id: string, netnsName: string, cleanup: CleanupStack): Promise<string> {
     const dir = this.sandboxDir(id);
     await mkdir(dir, { recursive: true, mode: 0o711 });
-    cleanup.push("remove sandbox dir", () => rm(dir, { recursive: true, force: true }));
+    cleanup.push("remove sandbox dir", () => removeTree(dir));
     const intent: SandboxIntent = { version: 1, id, netns: netnsName };
     await writeJsonAtomic(join(dir, SANDBOX_INTENT_FILE), intent);
     this.step("sandbox.dir-made");
@@ -458,10 +459,13 @@ export class SandboxService {
     if (!found) return;
     await this.stopSandbox(found.id);
     await this.lock.run(found.id, async () => {
-      await this.containers.delete(found.id);
-      await this.a.snapshots.remove(found.id);
-      await rm(found.dir, { recursive: true, force: true });
-      await this.releaseStateDir(found.id);
+      // Nothing else refers to these: they go together.
+      await Promise.all([
+        this.containers.delete(found.id),
+        this.a.snapshots.remove(found.id),
+        removeTree(found.dir),
+        this.releaseStateDir(found.id),
+      ]);
       this.store.delete(found.id);
       this.opts.lifecycleEvents?.publish(found.id, found.id, LifecycleEvent.Deleted);
     });

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { dirname } from "node:path";
+import { removeFile } from "./remove.js";
 
 export interface AtomicWriteOptions {
   /** fsync before the rename (default). Without it a crash of podshim still leaves the old or
@@ -23,14 +24,14 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     if (opts.durable !== false) await fh.sync();
   } catch (err) {
     await fh.close();
-    await rm(tmp, { force: true });
+    await removeFile(tmp);
     throw err;
   }
   await fh.close();
   try {
     await rename(tmp, path);
   } catch (err) {
-    await rm(tmp, { force: true });
+    await removeFile(tmp);
     throw err;
   }
 }

@@ -1,6 +1,7 @@
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { InternalError } from "../errors/errors.js";
 import { defaultEnv, runProgram } from "./exec.js";
+import { removeTree } from "./remove.js";
 
 /** Mounts a tmpfs at `path` (created if missing). */
 export async function mountTmpfs(path: string, options: string[]): Promise<void> {
@@ -20,5 +21,5 @@ export async function unmountAndRemove(path: string): Promise<void> {
     const res = await runProgram("umount", ["-l", path], { timeoutMs: 10_000, what: `umount ${path}`, env: defaultEnv() });
     if (res.code !== 0 && (await isMountPoint(path))) throw new InternalError(`umount ${path} failed: ${res.stderr.trim()}`);
   }
-  await rm(path, { recursive: true, force: true });
+  await removeTree(path);
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/options.js";
 import { fromJsonAny, jsonAny } from "../containerd/containers.js";
@@ -32,6 +32,7 @@ import { retryTransient } from "../util/retry.js";
 import { nowUnixNanos } from "../util/clock.js";
 import { CONTAINER_RECORD_EXTENSION, encodeContainerMetadata } from "./container-record.js";
 import { observeSteps } from "../metrics/metrics.js";
+import { removeTree } from "../util/remove.js";
 import {
   containerNameKey,
   ContainerState,
@@ -256,6 +257,7 @@ export class ContainerService {
    * attempt twice is ALREADY_EXISTS; every side effect is undone on failure.
    */
   async create(sandboxIdOrPrefix: string, config: ContainerConfig): Promise<ContainerRecord> {
+    const steps = new StepTimer();
     validateConfig(config);
     const sandbox = this.readySandbox(sandboxIdOrPrefix);
     const m = sandbox.config.metadata!;
@@ -280,7 +282,7 @@ export class ContainerService {
       const log = this.log.child({ container: id, sandbox: sandbox.id, name: config.metadata!.name });
       const cleanup = new CleanupStack(log);
       cleanup.push("release name", async () => this.store.release(nameKey, id));
-      const steps = new StepTimer();
+      steps.mark("checks");
       try {
         this.step("container.reserved", "CreateContainer");
         const rec = await this.createRecord(id, nameKey, sandbox, image, config, cleanup, log, steps);
@@ -327,7 +329,7 @@ export class ContainerService {
     const snapshots = this.a.snapshots;
     const createdAt = nowUnixNanos();
     const dir = this.paths.rootDir(id);
-    cleanup.push("remove container dir", () => rm(dir, { recursive: true, force: true }));
+    cleanup.push("remove container dir", () => removeTree(dir));
 
     const { repoTags, repoDigests } = repoTagsAndDigests(image);
     const imageName = repoTags[0] ?? config.image!.image;
@@ -336,7 +338,7 @@ export class ContainerService {
     // The FIFOs are made now, beside the snapshot, so StartContainer only has to open them.
     const io = this.paths.fifos({ id, config });
     const fifos = (async () => {
-      cleanup.push("remove FIFOs", () => rm(this.paths.stateDir(id), { recursive: true, force: true }));
+      cleanup.push("remove FIFOs", () => removeTree(this.paths.stateDir(id)));
       await mkdir(this.paths.ioDir(id), { recursive: true, mode: 0o700 });
       await this.fifos.place([io.stdin, io.stdout, io.stderr].filter((p) => p !== ""));
       this.step("container.fifos-made", "CreateContainer");
@@ -372,6 +374,7 @@ export class ContainerService {
     });
     // Both must settle before a failure unwinds: each registers its own undos.
     const [made, recorded] = await Promise.allSettled([fifos, record]);
+    steps.mark("fifos");
     if (made.status === "rejected") throw made.reason;
     if (recorded.status === "rejected") throw recorded.reason;
 
@@ -505,8 +508,10 @@ export class ContainerService {
       steps.mark("stop");
       await this.lock.run(found.id, async () => {
         if (!this.store.get(found.id)) return;
+        steps.mark("lock");
         await this.io.close(found.id, false);
         await this.checkpoints.settled(found.id);
+        steps.mark("io");
         // An exit already deleted the task, unless that failed; a created container has none.
         if (this.tasksLeft.has(found.id) || found.status.state === ContainerState.Running) {
           await this.tasks.delete(found.id);
@@ -517,8 +522,8 @@ export class ContainerService {
         await Promise.all([
           this.containers.delete(found.id),
           this.a.snapshots.remove(found.id),
-          rm(this.paths.rootDir(found.id), { recursive: true, force: true }),
-          rm(this.paths.stateDir(found.id), { recursive: true, force: true }),
+          removeTree(this.paths.rootDir(found.id)),
+          removeTree(this.paths.stateDir(found.id)),
         ]);
         steps.mark("delete");
         this.specParts.delete(found.id);

@@ -2,7 +2,7 @@
 // through epoll like the container's own output. ExecSync collects the output; the streaming
 // server (Exec) gets the live streams.
 import { randomBytes } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { jsonAny } from "../containerd/containers.js";
@@ -16,6 +16,7 @@ import type { ProcessExit, ProcessStreams, TerminalSize } from "../streaming/bac
 import { CleanupStack } from "../util/cleanup.js";
 import { deferred } from "../util/deferred.js";
 import { withTimeout } from "../util/timeout.js";
+import { removeFile } from "../util/remove.js";
 
 const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 const SIGKILL = 9;
@@ -66,7 +67,7 @@ export async function startExec(deps: ExecDeps, req: ExecRequest): Promise<Proce
     await mkdir(req.dir, { recursive: true, mode: 0o700 });
     const fifos = [paths.stdin, paths.stdout, paths.stderr].filter((p) => p !== "");
     await deps.fifos.place(fifos);
-    cleanup.push("remove FIFOs", () => Promise.all(fifos.map((p) => rm(p, { force: true }))));
+    cleanup.push("remove FIFOs", () => Promise.all(fifos.map(removeFile)));
     // Readers before the exec: the shim opens the write ends when it starts the process.
     const stdout = paths.stdout ? await openFifoReader(paths.stdout) : undefined;
     const stderr = paths.stderr ? await openFifoReader(paths.stderr) : undefined;
@@ -147,9 +148,16 @@ class ExecProcess implements ProcessStreams {
     } finally {
       this.done = true;
       this.stdin?.destroy();
-      await this.deps.tasks.deleteProcess(this.containerId, this.execId).catch((err) => this.log.debug({ err: messageOf(err) }, "deleting the exec'd process failed"));
-      await Promise.all(this.fifos.map((p) => rm(p, { force: true })));
+      // The caller has its answer once the exit and the output are in: an exec probe should
+      // not also wait for the shim to forget the process. What is left of it (the shim's
+      // entry, the FIFOs in the container's state dir) goes with the container if this fails.
+      void this.forget();
     }
+  }
+
+  private async forget(): Promise<void> {
+    await this.deps.tasks.deleteProcess(this.containerId, this.execId).catch((err) => this.log.debug({ err: messageOf(err) }, "deleting the exec'd process failed"));
+    await Promise.all(this.fifos.map((p) => removeFile(p).catch(() => undefined)));
   }
 
   async resize(size: TerminalSize): Promise<void> {

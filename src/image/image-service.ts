@@ -168,12 +168,19 @@ export class ImageService {
       this.store.dropName(name);
       return;
     }
+    // Every name but one goes at once (independent records: one round trip's wait, not one
+    // each); the last goes after them with a synchronous collection, so the image's content
+    // and snapshots are gone when the call returns. All settle before a failure is thrown.
     const names = [...entry.names];
-    for (const [i, n] of names.entries()) {
-      // Collect garbage once, with the last name.
-      await this.records.delete(n, i === names.length - 1);
+    const last = names.pop()!;
+    const dropped = await Promise.allSettled(names.map(async (n) => {
+      await this.records.delete(n, false);
       this.store.dropName(n);
-    }
+    }));
+    const failed = dropped.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    await this.records.delete(last, true);
+    this.store.dropName(last);
   }
 
   /** Usage of the snapshotter's filesystem by podshim's snapshots. */

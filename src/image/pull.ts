@@ -14,6 +14,7 @@ import { hostPlatform, type Descriptor, type Platform } from "../distribution/de
 import { unpackLayers } from "./unpack.js";
 import { deferred } from "../util/deferred.js";
 import type { BuiltinImage } from "./builtin-pause.js";
+import { StepTimer } from "../util/step-timer.js";
 import { countPullBytes, observePull } from "../metrics/metrics.js";
 
 /** What a pull leaves in containerd: content and snapshots, ready for image records. */
@@ -93,10 +94,13 @@ export class Puller {
     const name = refString(ref);
     const log = logger.child({ image: name });
     const started = Date.now();
+    const steps = new StepTimer();
     const pulled = withLease(client, log, "pull", LEASE_EXPIRY_MS, async (lease) => {
+      steps.mark("lease");
       const call = { lease, ...(signal ? { signal } : {}) };
       const tally: SourceTally = { upstream: 0, peers: {} };
       const { descriptor: target, source } = await this.resolve(ref, creds, log, signal);
+      steps.mark("resolve");
       const host = source.host.url.host;
       const sourceLabel = { [GcLabel.distributionSource(host)]: refName(ref).slice(refName(ref).indexOf("/") + 1) };
 
@@ -114,6 +118,7 @@ export class Puller {
       const configBytes = await this.fetchBytes(source, manifest.config, tally, signal);
       const config = parseConfig(configBytes, manifest.layers.length, `config of ${name}`);
       const diffIds = config.rootfs.diff_ids;
+      steps.mark("documents");
 
       const progress = { layers: 0, bytes: 0, total: manifest.layers.reduce((n, l) => n + l.size, 0) };
       const ticker = setInterval(() => {
@@ -139,6 +144,7 @@ export class Puller {
         downloads.all.catch(() => stop.abort());
         chainId = await unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, signal: stop.signal, available: (i) => downloads.each[i]! });
         await downloads.all;
+        steps.mark("layers");
       } catch (err) {
         stop.abort();
         throw err;
@@ -147,19 +153,26 @@ export class Puller {
         signal?.removeEventListener("abort", onAbort);
       }
 
-      // Parents after children, each naming what it keeps alive.
-      await this.putBytes(manifest.config, configBytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call);
+      // The documents, each labelled with what it keeps alive. The lease holds everything
+      // until the image records exist, so their order does not matter: they go at once.
       const manifestLabels: Record<string, string> = { [GcLabel.contentRef("config")]: manifest.config.digest, ...sourceLabel };
       manifest.layers.forEach((l, i) => (manifestLabels[GcLabel.contentRef(`l.${i}`)] = l.digest));
-      await this.putBytes(manifestDesc, targetBytes, manifestLabels, call);
-      if (indexBytes) {
-        await this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call);
-      }
+      const documents = [
+        this.putBytes(manifest.config, configBytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call),
+        this.putBytes(manifestDesc, targetBytes, manifestLabels, call),
+        ...(indexBytes ? [this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call)] : []),
+      ];
+      // All settle before a failure unwinds the lease.
+      const written = await Promise.allSettled(documents);
+      const failed = written.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
 
+      steps.mark("content");
       const size = manifestDesc.size + manifest.config.size + progress.total;
       const result = await register({ ref, target, manifest: manifestDesc, layers: manifest.layers, config, configDescriptor: manifest.config, chainId, size });
+      steps.mark("register");
       const sources = this.opts.sources ? { fromUpstream: tally.upstream, fromPeers: tally.peers } : {};
-      log.info({ ms: Date.now() - started, bytes: progress.bytes, layers: manifest.layers.length, id: manifest.config.digest, ...sources }, "pulled");
+      log.info({ ms: Date.now() - started, steps: steps.ms, bytes: progress.bytes, layers: manifest.layers.length, id: manifest.config.digest, ...sources }, "pulled");
       return result;
     });
     pulled.then(() => observePull((Date.now() - started) / 1000, true), () => observePull((Date.now() - started) / 1000, false));

@@ -92,7 +92,7 @@ if [[ -S $PODSHIM_SOCK ]] && timeout 2 node -e 'require("net").connect(process.a
   say "podshim already serves $PODSHIM_SOCK"
 else
   say "starting podshim (log $LOG_DIR/podshim.log)"
-  setsid node "$repo/dist/main.js" --listen "$PODSHIM_SOCK" --containerd "$CONTAINERD_SOCK" \
+  setsid "$repo/dist/main.js" --listen "$PODSHIM_SOCK" --containerd "$CONTAINERD_SOCK" \
     --cni-conf-dir "$CNI_CONF_DIR" "${extra[@]}" "$@" >>"$LOG_DIR/podshim.log" 2>&1 </dev/null &
   pid=$!
   echo $pid >"$RUN_DIR/podshim.pid"

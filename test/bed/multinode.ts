@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { argAfter, configToml, shimSocketPath } from "./containerd.js";
 import { descendants, isAlive, isRunning, listProcesses, mountsUnder, run, runOk, shimsReferencing, sleep, waitGone } from "./proc.js";
 import { criClient } from "../support/cri-client.js";
+import { nodeFlagsOf } from "./node-flags.js";
 
 export const FABRIC_ADDRESS = "10.250.0.1";
 export const REGISTRY = `${FABRIC_ADDRESS}:5000`;
@@ -368,6 +369,7 @@ async function containerdUp(node: BedNode): Promise<void> {
 export function podshimArgsFor(bed: MultinodeBed, node: BedNode): string[] {
   const o = bed.options;
   return [
+    ...nodeFlagsOf(o.podshimMain),
     o.podshimMain,
     "--listen", node.podshimSocket,
     "--containerd", node.containerdSocket,

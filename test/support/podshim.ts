@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { criClient, type CriClient } from "./cri-client.js";
+import { nodeFlagsOf } from "../bed/node-flags.js";
 
 export const PODSHIM_MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
 
@@ -93,7 +94,8 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
   // PODSHIM_NODE_ARGS passes flags to node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   // to profile podshim under a benchmark (node refuses those in NODE_OPTIONS).
   const nodeArgs = (process.env.PODSHIM_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-  const child = spawn(process.execPath, [...nodeArgs, opts.main ?? PODSHIM_MAIN, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
+  const main = opts.main ?? PODSHIM_MAIN;
+  const child = spawn(process.execPath, [...nodeFlagsOf(main), ...nodeArgs, main, ...podshimArgs(dir, opts)], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));

@@ -1,0 +1,10 @@
+// podshim's entry point names the node flags it runs with on its shebang line
+// (`#!/usr/bin/env -S node <flags>`); whatever starts it as `node main.js` passes the same,
+// so the tests and benchmarks run podshim as an installed one runs.
+import { readFileSync } from "node:fs";
+
+export function nodeFlagsOf(main: string): string[] {
+  const first = readFileSync(main, "utf8").split("\n", 1)[0] ?? "";
+  const m = /^#!\/usr\/bin\/env -S node(?<flags>(?: +-\S+)*) *$/.exec(first);
+  return m?.groups?.flags?.trim().split(/ +/).filter((f) => f !== "") ?? [];
+}

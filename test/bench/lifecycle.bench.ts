@@ -16,7 +16,7 @@
 import { afterAll, beforeAll, inject, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import type { CriClient } from "../support/cri-client.js";
@@ -25,6 +25,7 @@ import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { buildImage, pushImage } from "../bed/oci.js";
 import { busyboxLayer } from "../bed/images.js";
 import { benchPodConfig, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
+import { podshimMemory } from "./measure.js";
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
 const bed = inject("bed");
@@ -64,22 +65,6 @@ const samples: Record<Target["label"], { ops: Samples; underLoad: Samples; idle:
 const bucket = (s: Samples, op: string) => (s[op] ??= []);
 /** podshim's resident memory and its helper processes' (the spawner), MB, after each round. */
 const rss: Array<{ podshim: number; helpers: number }> = [];
-
-function rssMB(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return Math.round(Number(kb) / 1024);
-}
-/** Direct children of pid that are node processes (podshim's helpers; programs come and go). */
-function helperPids(pid: number): number[] {
-  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter((x) => x !== "").map(Number);
-  return kids.filter((k) => {
-    try {
-      return readFileSync(`/proc/${k}/comm`, "utf8").trim() === "node";
-    } catch {
-      return false;
-    }
-  });
-}
 
 beforeAll(async () => {
   net = testNetwork(base);
@@ -220,7 +205,7 @@ async function round(t: Target, pullRefs: string[]): Promise<void> {
   await execs(t, s.ops);
   if (t.label === "podshim") {
     const pid = podshim.process.pid!;
-    rss.push({ podshim: rssMB(pid), helpers: helperPids(pid).reduce((a, k) => a + rssMB(k), 0) });
+    rss.push(podshimMemory(pid));
   }
 }
 

@@ -1,6 +1,6 @@
 // Latency sampling for benchmarks: run an async operation many times with a fixed
 // concurrency and report percentiles.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export interface Latency {
@@ -52,4 +52,28 @@ export function report(title: string, rows: Latency[], extra: Record<string, unk
   const dir = fileURLToPath(new URL("../../.tmp/bench/", import.meta.url));
   mkdirSync(dir, { recursive: true });
   writeFileSync(`${dir}${title.replace(/[^A-Za-z0-9]+/g, "-").toLowerCase()}.json`, JSON.stringify({ title, at: new Date().toISOString(), rows, extra }, null, 2));
+}
+
+/** A process's resident memory, MB (VmRSS: pages it shares with others count in full). */
+export function rssMB(pid: number): number {
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Math.round(Number(kb) / 1024);
+}
+
+/** podshim's helper processes among its direct children (the spawner, native or node);
+ * the programs it runs come and go. */
+export function helperPids(pid: number): number[] {
+  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter((x) => x !== "").map(Number);
+  return kids.filter((k) => {
+    try {
+      return ["node", "podshim-spawner"].includes(readFileSync(`/proc/${k}/comm`, "utf8").trim());
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** podshim's and its helpers' resident memory, MB. */
+export function podshimMemory(pid: number): { podshim: number; helpers: number } {
+  return { podshim: rssMB(pid), helpers: helperPids(pid).reduce((a, k) => a + rssMB(k), 0) };
 }

@@ -9,7 +9,7 @@
 // client in this worker, for comparison. On the 2-vCPU development VM the floor is what a call
 // that does nothing costs: the Version rows.
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
 import type { CriClient } from "../support/cri-client.js";
@@ -17,7 +17,7 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { benchPodConfig, startBuiltinCri, type BuiltinCri } from "./builtin-cri.js";
-import { report, sample, type Latency } from "./measure.js";
+import { podshimMemory, report, rssMB, sample, type Latency } from "./measure.js";
 
 const bed = inject("bed");
 const base = mkdtempSync(join(bed.tmpDir, "bench-scale-"));
@@ -81,11 +81,6 @@ async function depopulate(cri: CriClient, pods: string[]): Promise<void> {
   await Promise.all(Array.from({ length: SETUP_CONCURRENCY }, worker));
 }
 
-function rssMB(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return Math.round(Number(kb) / 1024);
-}
-
 const WIRE_CLIENT = fileURLToPath(new URL("./wire-client.mjs", import.meta.url));
 
 function wire(name: string, socket: string, method: string, n: number, paceMs: number, ids: string[] = []): Promise<Latency> {
@@ -120,7 +115,7 @@ async function measure(label: string, cri: CriClient, socket: string, containers
 it("a full node: 100 pods x 2 containers, podshim and containerd's CRI plugin", async () => {
   const mine = await populate(podshim.cri);
   const podshimRows = await measure("podshim", podshim.cri, podshim.socket, mine.containers, mine.pods);
-  const podshimRss = rssMB(podshim.process.pid!);
+  const podshimRss = podshimMemory(podshim.process.pid!);
   await depopulate(podshim.cri, mine.pods);
 
   const theirs = await populate(builtin.cri);
@@ -130,7 +125,8 @@ it("a full node: 100 pods x 2 containers, podshim and containerd's CRI plugin", 
 
   report("scale", [...podshimRows, ...builtinRows], {
     pods: PODS, containers: mine.containers.length, paceMs: PACE_MS,
-    podshimRssMB: podshimRss,
+    podshimRssMB: podshimRss.podshim,
+    podshimHelpersRssMB: podshimRss.helpers,
     containerdWithCriRssMB: containerdRss,
   });
 }, 1_800_000);

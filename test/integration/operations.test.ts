@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
-import { PODSHIM_MAIN, podshimArgs, runPodshim, startPodshim, type PodshimHandle } from "../support/podshim.js";
+import { metricsUrl, PODSHIM_MAIN, podshimArgs, runPodshim, startPodshim, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { startContainerd, type ContainerdHandle } from "../bed/containerd.js";
 
@@ -34,12 +34,6 @@ function healthCheck(socket: string, service: string): Promise<string> {
       else resolve(res.status);
     });
   });
-}
-
-function metricsUrl(podshim: PodshimHandle): string {
-  const line = podshim.output().split("\n").find((l) => l.includes('"serving metrics"'));
-  if (!line) throw new Error(`no "serving metrics" line in:\n${podshim.output()}`);
-  return (JSON.parse(line) as { url: string }).url;
 }
 
 /** One sample's value from Prometheus text, by family name and exact label set text. */

@@ -141,3 +141,10 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
   };
   return handle;
 }
+
+/** Where a podshim started with --metrics-address serves (from its "serving metrics" line). */
+export function metricsUrl(podshim: PodshimHandle): string {
+  const line = podshim.output().split("\n").find((l) => l.includes('"serving metrics"'));
+  if (!line) throw new Error(`no "serving metrics" line in:\n${podshim.output()}`);
+  return (JSON.parse(line) as { url: string }).url;
+}

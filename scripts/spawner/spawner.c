@@ -248,8 +248,10 @@ static int exec_program(const char *cmd, char **argv, char **envp) {
 }
 
 _Noreturn static void child(const char *cmd, char **argv, char **envp, int in_fd, int out_fd, int err_fd, int report_fd) {
-  /* Its own process group: a kill reaches what it spawns, and podshim's Ctrl-C does not. */
-  setpgid(0, 0);
+  /* Its own session and so its own process group (pgid = pid), as Node's detached: true
+   * gives (libuv calls setsid): a kill of the group reaches what it spawns, and neither a
+   * Ctrl-C nor a hangup of a terminal podshim was started from reaches it. */
+  setsid();
   /* Default dispositions (SIGPIPE above all, which the helper ignores) and an empty mask. */
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

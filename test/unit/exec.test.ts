@@ -83,6 +83,13 @@ describe.each<{ kind: SpawnerKind }>([{ kind: "native" }, { kind: "node" }])("ru
     }
   });
 
+  test("runs in a session and process group of its own", async () => {
+    const res = await runProgram("sh", ["-c", "cat /proc/$$/stat"], { timeoutMs: 10_000, what: "sh" });
+    // pid (comm) state ppid pgrp session ...
+    const [pid, rest] = [res.stdout.split(" ")[0], res.stdout.slice(res.stdout.lastIndexOf(")") + 2).split(" ")];
+    expect({ pgrp: rest[2], session: rest[3] }).toEqual({ pgrp: pid, session: pid });
+  });
+
   test("a program killed by a signal reports its name", async () => {
     const res = await runProgram("sh", ["-c", "kill -TERM $$"], { timeoutMs: 10_000, what: "sh" });
     expect(res).toMatchObject({ code: null, signal: "SIGTERM" });

@@ -27,6 +27,5 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY proto ./proto
-# The node flag is the one on main.js's shebang line (src/main.ts says why).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "/opt/podshim/dist/main.js"]
+ENTRYPOINT ["node", "/opt/podshim/dist/main.js"]
 CMD ["--listen", "/run/podshim/podshim.sock"]

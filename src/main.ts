@@ -1,11 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
-// The node flag above: V8's young generation may otherwise grow to 16 MB per semi-space,
-// which a daemon answering small calls never needs. Measured here under load: the default
-// held 117-123 MB resident; 2 MB held 90-100 MB until objects promoted too early piled up in
-// the old generation (peaks of 142-151 MB over 500-1,000 pod lifecycles); 4 MB held 98-114 MB
-// across them, and took no longer (500 lifecycles: 89-99 s, against 116 s with 2 MB). It
-// cannot be set from inside (V8 sizes its heap before any code runs), so whatever starts
-// podshim with `node main.js` (the Dockerfile, scripts/node-up.sh, the test beds) passes it.
+#!/usr/bin/env node
 import { App } from "./app.js";
 import { loadConfig, parseCommandLine, usage } from "./config/load.js";
 import { ConfigError } from "./config/options.js";

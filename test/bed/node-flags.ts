@@ -1,6 +1,6 @@
-// podshim's entry point names the node flags it runs with on its shebang line
-// (`#!/usr/bin/env -S node <flags>`); whatever starts it as `node main.js` passes the same,
-// so the tests and benchmarks run podshim as an installed one runs.
+// Node flags on podshim's shebang line (`#!/usr/bin/env -S node <flags>`), if it has any:
+// whatever starts it as `node main.js` passes the same, so the tests and benchmarks run
+// podshim as an installed one runs (and a baseline build with the flags it was built with).
 import { readFileSync } from "node:fs";
 
 export function nodeFlagsOf(main: string): string[] {

@@ -3,7 +3,7 @@
 // image carries. Without gcc or a static libc the build still succeeds: podshim then simply has
 // no built-in pause image and needs a pullable one. A present toolchain that fails on pause.c
 // is an error, though, so a broken pause.c cannot slip through as "no toolchain".
-import { spawn } from "node:child_process";
+import { run } from "./lib/run.mjs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -12,18 +12,6 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const source = join(root, "scripts/pause/pause.c");
 const output = join(root, "dist/pause/pause");
-
-function run(cmd, args) {
-  return new Promise((resolvePromise) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
-    child.on("error", (err) => resolvePromise({ code: null, stdout, stderr: err.message, missing: err.code === "ENOENT" }));
-    child.on("close", (code) => resolvePromise({ code, stdout, stderr, missing: false }));
-  });
-}
 
 function skip(why) {
   console.log(`build-pause: ${why}; dist/pause/pause not built, the built-in pause image is unavailable`);

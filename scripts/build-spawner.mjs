@@ -3,7 +3,7 @@
 // podshim starts external programs (src/util/exec.ts). Without gcc the build still succeeds:
 // podshim then starts its programs through the slower, larger Node helper instead. A present gcc
 // that fails on spawner.c is an error, so a broken spawner.c cannot slip through as "no gcc".
-import { spawn } from "node:child_process";
+import { run } from "./lib/run.mjs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,18 +11,6 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const source = join(root, "scripts/spawner/spawner.c");
 const output = join(root, "dist/spawner/podshim-spawner");
-
-function run(cmd, args) {
-  return new Promise((resolvePromise) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
-    child.on("error", (err) => resolvePromise({ code: null, stdout, stderr: err.message, missing: err.code === "ENOENT" }));
-    child.on("close", (code) => resolvePromise({ code, stdout, stderr, missing: false }));
-  });
-}
 
 await mkdir(dirname(output), { recursive: true });
 // Built beside the target and renamed over it: a podshim running from this tree never sees a

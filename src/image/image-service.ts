@@ -10,6 +10,7 @@ import { hostPlatform, type Descriptor } from "../distribution/descriptor.js";
 import { chainIds } from "./unpack.js";
 import type { BuiltinImage } from "./builtin-pause.js";
 import { nowUnixNanos } from "../util/clock.js";
+import { allSettledOrThrow } from "../util/settle.js";
 
 // Labels on podshim's image records. The pinned label marks images the kubelet's image
 // garbage collector must keep (the pause image).
@@ -121,9 +122,7 @@ export class ImageService {
     const labels: Record<string, string> = { [ImageLabel.managed]: "managed", ...(pinned ? { [ImageLabel.pinned]: "pinned" } : {}) };
     // Independent records: one round trip's wait for all three, not three in a row. All
     // settle before a failure is thrown, so none lands after the pull's lease is gone.
-    const puts = await Promise.allSettled([...names].map((name) => this.records.put({ name, target: img.target, labels })));
-    const failed = puts.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await allSettledOrThrow([...names].map((name) => this.records.put({ name, target: img.target, labels })));
     return this.store.put({
       id: img.configDescriptor.digest,
       target: img.target,
@@ -173,12 +172,10 @@ export class ImageService {
     // and snapshots are gone when the call returns. All settle before a failure is thrown.
     const names = [...entry.names];
     const last = names.pop()!;
-    const dropped = await Promise.allSettled(names.map(async (n) => {
+    await allSettledOrThrow(names.map(async (n) => {
       await this.records.delete(n, false);
       this.store.dropName(n);
     }));
-    const failed = dropped.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
     await this.records.delete(last, true);
     this.store.dropName(last);
   }

@@ -16,6 +16,7 @@ import { deferred } from "../util/deferred.js";
 import type { BuiltinImage } from "./builtin-pause.js";
 import { StepTimer } from "../util/step-timer.js";
 import { countPullBytes, observePull } from "../metrics/metrics.js";
+import { allSettledOrThrow } from "../util/settle.js";
 
 /** What a pull leaves in containerd: content and snapshots, ready for image records. */
 export interface PulledImage {
@@ -163,9 +164,7 @@ export class Puller {
         ...(indexBytes ? [this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call)] : []),
       ];
       // All settle before a failure unwinds the lease.
-      const written = await Promise.allSettled(documents);
-      const failed = written.find((r) => r.status === "rejected");
-      if (failed) throw failed.reason;
+      await allSettledOrThrow(documents);
 
       steps.mark("content");
       const size = manifestDesc.size + manifest.config.size + progress.total;

@@ -258,8 +258,12 @@ class FrameWriter {
   }
 }
 
-function encodeRun(id: number, req: SpawnRequest): Buffer {
-  const env = Object.entries(req.env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+/** The environment as the "K=V" strings a program gets. */
+function envStrings(env: NodeJS.ProcessEnv): string[] {
+  return Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+}
+
+function encodeRun(id: number, req: SpawnRequest, env: readonly string[]): Buffer {
   const w = new FrameWriter().u8(OP_RUN).u32(id).u32(req.maxOutput).str(req.cmd).u32(req.args.length);
   for (const a of req.args) w.str(a);
   w.u32(env.length);
@@ -392,14 +396,14 @@ class NativeSpawner implements ProgramSpawner {
     this.nextId = (this.nextId + 1) >>> 0; // a u32 on the wire
     // The frame carries C strings' bytes: a NUL would cut one short, so refuse it as Node's
     // spawn does (ERR_INVALID_ARG_VALUE), before anything runs.
-    const all = [req.cmd, ...req.args, ...Object.entries(req.env).flatMap(([k, v]) => (v === undefined ? [] : [k, v]))];
-    if (all.some((s) => s.includes("\0"))) {
+    const env = envStrings(req.env);
+    if ([req.cmd, ...req.args, ...env].some((s) => s.includes("\0"))) {
       return { done: Promise.resolve({ error: `spawn ${req.cmd}: an argument or environment string contains a NUL byte` }), kill: () => undefined };
     }
     if (this.dead) return { done: Promise.reject(new Error("the spawner process exited")), kill: () => undefined };
     const done = new Promise<SpawnAnswer>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     if (this.pending.size === 1) this.busy();
-    this.helper.stdin.write(encodeRun(id, req));
+    this.helper.stdin.write(encodeRun(id, req, env));
     return {
       done,
       kill: () => {

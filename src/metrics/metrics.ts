@@ -82,16 +82,6 @@ export function observeStep(operation: string, step: string, seconds: number): v
   stepDuration.observe({ operation, step }, seconds);
 }
 
-/** Runs one step of an operation and records its duration, whether it succeeds or not. */
-export async function timeStep<T>(operation: string, step: string, fn: () => Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    return await fn();
-  } finally {
-    observeStep(operation, step, (performance.now() - started) / 1000);
-  }
-}
-
 /** Records the steps a StepTimer measured (milliseconds by step). */
 export function observeSteps(operation: string, ms: Readonly<Record<string, number>>): void {
   for (const [step, v] of Object.entries(ms)) observeStep(operation, step, v / 1000);

@@ -29,7 +29,8 @@ import { crashPoint, type CrashStep } from "../util/crash-point.js";
 import { retryTransient } from "../util/retry.js";
 import { writeJsonAtomic } from "../util/atomic-file.js";
 import { nowUnixNanos } from "../util/clock.js";
-import { timeStep } from "../metrics/metrics.js";
+import { observeSteps } from "../metrics/metrics.js";
+import { StepTimer } from "../util/step-timer.js";
 import type { ImageEntry } from "../image/image-store.js";
 import type { Spec } from "../oci/spec-types.js";
 import { removeTree } from "../util/remove.js";
@@ -245,7 +246,9 @@ export class SandboxService {
       cleanup.push("release name", async () => this.store.release(nameKey, id));
       try {
         this.step("sandbox.reserved");
-        const rec = await this.create(id, nameKey, config, runtimeHandler, handler, cleanup, log);
+        const steps = new StepTimer();
+        const rec = await this.create(id, nameKey, config, runtimeHandler, handler, cleanup, log, steps);
+        observeSteps("run_pod_sandbox", steps.ms);
         cleanup.dismiss();
         this.opts.lifecycleEvents?.publish(id, id, LifecycleEvent.Created);
         this.opts.lifecycleEvents?.publish(id, id, LifecycleEvent.Started);
@@ -275,36 +278,43 @@ export class SandboxService {
    * spec; then CNI ADD while the pause container is created and started. Each step registers
    * its undo on `cleanup` before it acts.
    */
-  private async create(id: string, nameKey: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, cleanup: CleanupStack, log: Logger): Promise<SandboxRecord> {
+  private async create(id: string, nameKey: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, cleanup: CleanupStack, log: Logger, steps: StepTimer): Promise<SandboxRecord> {
     const createdAt = nowUnixNanos();
     const pause = await this.pauseImage();
+    steps.mark("image");
     const nsOpts = config.linux?.securityContext?.namespaceOptions;
     const hostNetwork = nsOpts?.network === NamespaceMode.NODE;
     const netnsName = hostNetwork ? "" : netnsNameFor(id);
     const dir = await this.makeSandboxDir(id, netnsName, cleanup);
+    steps.mark("dir");
     // Independent programs to run (ip, mount): side by side. Both settle before a failure
     // unwinds, each having registered its own undo.
     const [ns, mounted] = await Promise.allSettled([
-      hostNetwork ? Promise.resolve("") : this.pinNetns(netnsName, cleanup),
-      nsOpts?.ipc === NamespaceMode.NODE ? Promise.resolve(undefined) : this.mountPodShm(id, cleanup),
+      hostNetwork ? Promise.resolve("") : this.pinNetns(netnsName, cleanup, steps),
+      nsOpts?.ipc === NamespaceMode.NODE ? Promise.resolve(undefined) : steps.span("shm", () => this.mountPodShm(id, cleanup)),
     ]);
+    steps.mark("namespaces");
     if (ns.status === "rejected") throw ns.reason;
     if (mounted.status === "rejected") throw mounted.reason;
     const netnsPath = ns.value;
     const shm = mounted.value;
     const { files, hostname } = await this.writePodFiles(dir, config, hostNetwork, shm);
+    steps.mark("files");
     const spec = await this.pauseSpec(id, config, runtimeHandler, handler, pause.config, netnsPath, files);
+    steps.mark("spec");
     const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };
 
     // Both halves must settle before a failure unwinds: each registers its own undos.
     const [net, pid] = await Promise.allSettled([
-      hostNetwork ? Promise.resolve([]) : this.setUpPodNetwork(rec, cleanup),
-      this.startPauseContainer(rec, pause, spec, handler, cleanup),
+      hostNetwork ? Promise.resolve([]) : this.setUpPodNetwork(rec, cleanup, steps),
+      this.startPauseContainer(rec, pause, spec, handler, cleanup, steps),
     ]);
+    steps.mark("network_and_pause");
     if (net.status === "rejected") throw net.reason;
     if (pid.status === "rejected") throw pid.reason;
     await this.markReady(rec, net.value, pid.value, files.hosts, hostname);
-    log.info({ ips: rec.ips, pid: rec.pid, netns: netnsPath || "host" }, "sandbox ready");
+    steps.mark("ready");
+    log.info({ ips: rec.ips, pid: rec.pid, netns: netnsPath || "host", ms: steps.ms }, "sandbox ready");
     return rec;
   }
 
@@ -325,8 +335,8 @@ export class SandboxService {
     return dir;
   }
 
-  private async pinNetns(netnsName: string, cleanup: CleanupStack): Promise<string> {
-    const netnsPath = await timeStep("run_pod_sandbox", "netns", () => this.a.netns.create(netnsName));
+  private async pinNetns(netnsName: string, cleanup: CleanupStack, steps: StepTimer): Promise<string> {
+    const netnsPath = await steps.span("netns", () => this.a.netns.create(netnsName));
     cleanup.push("delete netns", () => this.a.netns.delete(netnsPath));
     this.step("sandbox.netns-pinned");
     return netnsPath;
@@ -369,22 +379,22 @@ export class SandboxService {
   }
 
   /** CNI ADD into the pinned netns; resolves to the pod's IPs. */
-  private async setUpPodNetwork(rec: SandboxRecord, cleanup: CleanupStack): Promise<string[]> {
+  private async setUpPodNetwork(rec: SandboxRecord, cleanup: CleanupStack, steps: StepTimer): Promise<string[]> {
     const { id, netnsPath, config } = rec;
     cleanup.push("CNI DEL", () => this.a.network.tearDownPod(id, netnsPath));
     const m = config.metadata!;
-    const res = await timeStep("run_pod_sandbox", "cni_add", () => this.a.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations }));
+    const res = await steps.span("cni_add", () => this.a.network.setUpPod({ id, name: m.name, namespace: m.namespace, uid: m.uid, netns: netnsPath, portMappings: config.portMappings, annotations: config.annotations }));
     this.step("sandbox.cni-added");
     return res.ips;
   }
 
   /** Snapshot, containerd container and task of the pause container; resolves to its pid. */
-  private async startPauseContainer(rec: SandboxRecord, pause: ImageEntry, spec: Spec, handler: RuntimeHandlerConfig, cleanup: CleanupStack): Promise<number> {
+  private async startPauseContainer(rec: SandboxRecord, pause: ImageEntry, spec: Spec, handler: RuntimeHandlerConfig, cleanup: CleanupStack, steps: StepTimer): Promise<number> {
     const { id, config } = rec;
     const snapshots = this.a.snapshots;
     // The lease keeps the fresh snapshot from the garbage collector until the container
     // record refers to it.
-    const mounts = await this.a.withLease("sandbox", async (lease) => {
+    const mounts = await steps.span("pause_record", () => this.a.withLease("sandbox", async (lease) => {
       cleanup.push("remove snapshot", () => snapshots.remove(id));
       const m = await snapshots.prepare(id, pause.chainId, {}, { lease });
       this.step("sandbox.snapshot-prepared");
@@ -397,14 +407,14 @@ export class SandboxService {
       }, { lease });
       this.step("sandbox.container-recorded");
       return m;
-    });
+    }));
     // In the index (unlisted) before the pause starts, so an exit during start is seen.
     this.store.add(rec);
     cleanup.push("unindex", async () => this.store.delete(id));
     cleanup.push("delete task", () => this.tasks.undoCreate(id, STOP_WAIT_MS));
-    await timeStep("run_pod_sandbox", "pause_create", () => this.tasks.create(id, mounts));
+    await steps.span("pause_create", () => this.tasks.create(id, mounts));
     this.step("sandbox.task-created");
-    const pid = await timeStep("run_pod_sandbox", "pause_start", () => this.tasks.start(id));
+    const pid = await steps.span("pause_start", () => this.tasks.start(id));
     this.step("sandbox.task-started");
     return pid;
   }

@@ -33,6 +33,7 @@ import { nowUnixNanos } from "../util/clock.js";
 import { CONTAINER_RECORD_EXTENSION, encodeContainerMetadata } from "./container-record.js";
 import { observeSteps } from "../metrics/metrics.js";
 import { removeTree } from "../util/remove.js";
+import { allSettledOrThrow } from "../util/settle.js";
 import {
   containerNameKey,
   ContainerState,
@@ -346,17 +347,21 @@ export class ContainerService {
 
     let prepared!: PreparedSpec;
     const record = this.a.withLease("container", async (lease) => {
+      steps.mark("lease");
       cleanup.push("remove snapshot", () => snapshots.remove(id));
-      const mounts = await snapshots.prepare(id, image.chainId, {}, { lease });
-      steps.mark("snapshot");
-      this.step("container.snapshot-prepared", "CreateContainer");
-      prepared = await prepareContainerSpec({
+      // The spec is built while the snapshot is prepared: it needs the rootfs only for an
+      // image's passwd and group files the first time (see userFiles).
+      const mounts = steps.span("snapshot", () => snapshots.prepare(id, image.chainId, {}, { lease }));
+      const spec = steps.span("spec", () => prepareContainerSpec({
         id, config, sandbox, image, imageName, rootfs: mounts,
         files: this.a.sandboxes.files(sandbox),
         targetPid: (targetId) => this.targetPid(targetId, sandbox.id),
         podshim: this.opts.config,
-      });
-      steps.mark("spec");
+      }));
+      await allSettledOrThrow<unknown>([mounts, spec]);
+      prepared = await spec;
+      this.step("container.snapshot-prepared", "CreateContainer");
+      steps.mark("snapshot_and_spec");
       const meta: ContainerMetadata = {
         id, sandboxId: sandbox.id, nameKey, config, imageRef: config.image!.image, imageId: image.id, imageName,
         imageRepoDigest: repoDigests[0] ?? "", createdAt, logPath, user: prepared.user, stopSignal: prepared.stopSignal,
@@ -520,10 +525,9 @@ export class ContainerService {
         }
         // Nothing else refers to these: they go together.
         await Promise.all([
-          this.containers.delete(found.id),
-          this.a.snapshots.remove(found.id),
-          removeTree(this.paths.rootDir(found.id)),
-          removeTree(this.paths.stateDir(found.id)),
+          steps.span("record", () => this.containers.delete(found.id)),
+          steps.span("snapshot", () => this.a.snapshots.remove(found.id)),
+          steps.span("dirs", () => Promise.all([removeTree(this.paths.rootDir(found.id)), removeTree(this.paths.stateDir(found.id))])),
         ]);
         steps.mark("delete");
         this.specParts.delete(found.id);

@@ -32,8 +32,9 @@ export interface PrepareSpecRequest {
   sandbox: SandboxRecord;
   image: ImageEntry;
   imageName: string;
-  /** The container's prepared snapshot (Snapshots.Prepare's mounts). */
-  rootfs: SnapshotMount[];
+  /** The container's snapshot (Snapshots.Prepare's mounts), once prepared: awaited only when the
+   * image's passwd and group files are not cached yet, so the spec is built beside the prepare. */
+  rootfs: Promise<SnapshotMount[]>;
   files: SandboxFilePaths;
   /** The pid of a running container of the pod, for PID mode TARGET. */
   targetPid: (containerId: string) => number;
@@ -133,10 +134,10 @@ const USER_FILES_CACHE_SIZE = 64;
  * The image's /etc/passwd and /etc/group. A new container's snapshot has an empty upper layer,
  * so they depend on the image alone: read once per image, not once per container.
  */
-function userFiles(chainId: string, rootfs: SnapshotMount[]): Promise<{ passwd: string | undefined; group: string | undefined }> {
+function userFiles(chainId: string, rootfs: Promise<SnapshotMount[]>): Promise<{ passwd: string | undefined; group: string | undefined }> {
   let files = userFilesCache.get(chainId);
   if (!files) {
-    files = Promise.all([readRootfsFile(rootfs, "/etc/passwd"), readRootfsFile(rootfs, "/etc/group")]).then(([passwd, group]) => ({ passwd, group }));
+    files = rootfs.then((mounts) => Promise.all([readRootfsFile(mounts, "/etc/passwd"), readRootfsFile(mounts, "/etc/group")])).then(([passwd, group]) => ({ passwd, group }));
     files.catch(() => userFilesCache.delete(chainId));
     userFilesCache.set(chainId, files);
     if (userFilesCache.size > USER_FILES_CACHE_SIZE) userFilesCache.delete(userFilesCache.keys().next().value!);

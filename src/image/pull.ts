@@ -11,7 +11,7 @@ import type { RegistryClient, RegistrySource } from "../registry/client.js";
 import { checkLayerTypes, documentMediaType, isIndex, parseConfig, parseIndex, parseManifest, selectManifest, type ImageConfig } from "../distribution/manifest.js";
 import { refName, refString, type ImageRef } from "../distribution/reference.js";
 import { hostPlatform, type Descriptor, type Platform } from "../distribution/descriptor.js";
-import { unpackLayers } from "./unpack.js";
+import { chainIds, unpackLayers } from "./unpack.js";
 import { deferred } from "../util/deferred.js";
 import type { BuiltinImage } from "./builtin-pause.js";
 import { StepTimer } from "../util/step-timer.js";
@@ -121,6 +121,21 @@ export class Puller {
       const diffIds = config.rootfs.diff_ids;
       steps.mark("documents");
 
+      // The documents go into the content store while the layers download and unpack, each
+      // labelled with what it keeps alive (the top chain ID follows from the diff IDs alone).
+      // The lease holds everything until the image records exist, so no order matters.
+      const chainId = chainIds(diffIds).at(-1) ?? "";
+      const manifestLabels: Record<string, string> = { [GcLabel.contentRef("config")]: manifest.config.digest, ...sourceLabel };
+      manifest.layers.forEach((l, i) => (manifestLabels[GcLabel.contentRef(`l.${i}`)] = l.digest));
+      const documents = steps.span("content", () => allSettledOrThrow([
+        this.putBytes(manifest.config, configBytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call),
+        this.putBytes(manifestDesc, targetBytes, manifestLabels, call),
+        ...(indexBytes ? [this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call)] : []),
+      ]));
+      // Awaited with the layers below; this only keeps a failure that comes first from counting
+      // as unhandled meanwhile.
+      documents.catch(() => undefined);
+
       const progress = { layers: 0, bytes: 0, total: manifest.layers.reduce((n, l) => n + l.size, 0) };
       const ticker = setInterval(() => {
         log.info({ layers: `${progress.layers}/${manifest.layers.length}`, bytes: progress.bytes, totalBytes: progress.total }, "pull in progress");
@@ -130,7 +145,6 @@ export class Puller {
       const stop = new AbortController();
       const onAbort = () => stop.abort();
       signal?.addEventListener("abort", onAbort, { once: true });
-      let chainId: string;
       try {
         // Layers download a few at a time while they are unpacked in order behind them, the way
         // containerd's own client overlaps the network and the disk.
@@ -142,10 +156,11 @@ export class Puller {
           progress.layers++;
           if (sent > 0) log.debug({ layer: layer.digest, bytes: sent }, "layer downloaded");
         });
-        downloads.all.catch(() => stop.abort());
-        chainId = await unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, signal: stop.signal, available: (i) => downloads.each[i]! });
-        await downloads.all;
-        steps.mark("layers");
+        const unpacked = unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, signal: stop.signal, available: (i) => downloads.each[i]! });
+        for (const work of [downloads.all, unpacked, documents]) work.catch(() => stop.abort());
+        // Everything started here settles before a failure unwinds the lease.
+        await allSettledOrThrow<unknown>([unpacked, downloads.all, documents]);
+        steps.mark("layers_and_content");
       } catch (err) {
         stop.abort();
         throw err;
@@ -154,19 +169,6 @@ export class Puller {
         signal?.removeEventListener("abort", onAbort);
       }
 
-      // The documents, each labelled with what it keeps alive. The lease holds everything
-      // until the image records exist, so their order does not matter: they go at once.
-      const manifestLabels: Record<string, string> = { [GcLabel.contentRef("config")]: manifest.config.digest, ...sourceLabel };
-      manifest.layers.forEach((l, i) => (manifestLabels[GcLabel.contentRef(`l.${i}`)] = l.digest));
-      const documents = [
-        this.putBytes(manifest.config, configBytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call),
-        this.putBytes(manifestDesc, targetBytes, manifestLabels, call),
-        ...(indexBytes ? [this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call)] : []),
-      ];
-      // All settle before a failure unwinds the lease.
-      await allSettledOrThrow(documents);
-
-      steps.mark("content");
       const size = manifestDesc.size + manifest.config.size + progress.total;
       const result = await register({ ref, target, manifest: manifestDesc, layers: manifest.layers, config, configDescriptor: manifest.config, chainId, size });
       steps.mark("register");

@@ -36,12 +36,13 @@ export async function unpackLayers(client: ContainerdClient, snapshots: Snapshot
   const call = { lease: opts.lease, ...(opts.signal ? { signal: opts.signal } : {}) };
   for (const [i, layer] of layers.entries()) {
     const name = chain[i]!;
-    await opts.available?.(i);
+    // The snapshot to unpack into is looked up and prepared while the layer downloads.
     if (await snapshots.stat(name, call)) continue;
     const key = `extract-${randomBytes(6).toString("hex")}-${name}`;
     const parent = i === 0 ? "" : chain[i - 1]!;
     try {
       const mounts = await snapshots.prepare(key, parent, {}, call);
+      await opts.available?.(i);
       const applied = await applyLayer(client, layer, mounts, call);
       if (applied !== diffIds[i]) {
         throw new InternalError(`layer ${layer.digest} unpacked to ${applied}, but the image config says its diff ID is ${diffIds[i]}`);

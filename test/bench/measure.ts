@@ -77,3 +77,25 @@ export function helperPids(pid: number): number[] {
 export function podshimMemory(pid: number): { podshim: number; helpers: number } {
   return { podshim: rssMB(pid), helpers: helperPids(pid).reduce((a, k) => a + rssMB(k), 0) };
 }
+
+/** Where a process's resident memory is, MB: anonymous pages (heap, stacks, malloc) and pages
+ * of mapped files (the node or containerd binary itself, shared libraries). */
+export function rssParts(pid: number): { anonMB: number; fileMB: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, "m").exec(status)?.[1] ?? 0);
+  return { anonMB: Math.round(kb("RssAnon") / 1024), fileMB: Math.round(kb("RssFile") / 1024) };
+}
+
+/** podshim's V8 heap by space (used / committed, MB) and its memory outside the heap (Buffers),
+ * from its /metrics (prom-client's process metrics). */
+export async function heapSpaces(metricsUrl: string): Promise<Record<string, string>> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  const out: Record<string, string> = {};
+  const mb = (v: string) => (Number(v) / 1048576).toFixed(1);
+  const sizes: Record<string, Record<string, string>> = { used: {}, total: {} };
+  for (const m of text.matchAll(/^podshim_nodejs_heap_space_size_(used|total)_bytes\{space="(\w+)"\} (\S+)$/gm)) sizes[m[1]!]![m[2]!] = m[3]!;
+  for (const [space, total] of Object.entries(sizes.total!)) out[space] = `${mb(sizes.used![space] ?? "0")} / ${mb(total)}`;
+  const external = /^podshim_nodejs_external_memory_bytes (\S+)$/m.exec(text)?.[1];
+  if (external) out.external = mb(external);
+  return out;
+}

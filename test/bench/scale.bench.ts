@@ -11,13 +11,13 @@
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { startPodshim, type PodshimHandle } from "../support/podshim.js";
+import { metricsUrl, startPodshim, type PodshimHandle } from "../support/podshim.js";
 import type { CriClient } from "../support/cri-client.js";
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { benchPodConfig, startBuiltinCri, type BuiltinCri } from "./builtin-cri.js";
-import { podshimMemory, report, rssMB, sample, type Latency } from "./measure.js";
+import { heapSpaces, podshimMemory, report, rssMB, rssParts, sample, type Latency } from "./measure.js";
 
 const bed = inject("bed");
 const base = mkdtempSync(join(bed.tmpDir, "bench-scale-"));
@@ -31,7 +31,7 @@ let podshim: PodshimHandle;
 beforeAll(async () => {
   net = testNetwork(base);
   builtin = await startBuiltinCri(bed, base, net);
-  podshim = await startPodshim({ containerdSocket: builtin.containerd.socket, baseDir: base, cniConfDir: net.confDir, extraArgs: ["--log-level", "info", "--pause-image", bed.images.pause] });
+  podshim = await startPodshim({ containerdSocket: builtin.containerd.socket, baseDir: base, cniConfDir: net.confDir, extraArgs: ["--log-level", "info", "--pause-image", bed.images.pause, "--metrics-address", "127.0.0.1:0"] });
   for (const cri of [podshim.cri, builtin.cri]) {
     for (const image of [bed.images.pause, bed.images.busybox]) await cri.image("PullImage", { image: { image } }, 60_000);
   }
@@ -116,17 +116,23 @@ it("a full node: 100 pods x 2 containers, podshim and containerd's CRI plugin", 
   const mine = await populate(podshim.cri);
   const podshimRows = await measure("podshim", podshim.cri, podshim.socket, mine.containers, mine.pods);
   const podshimRss = podshimMemory(podshim.process.pid!);
+  const podshimParts = rssParts(podshim.process.pid!);
+  const podshimHeap = await heapSpaces(metricsUrl(podshim));
   await depopulate(podshim.cri, mine.pods);
 
   const theirs = await populate(builtin.cri);
   const builtinRows = await measure("containerd", builtin.cri, builtin.containerd.socket, theirs.containers, theirs.pods);
   const containerdRss = rssMB(builtin.containerd.pid);
+  const containerdParts = rssParts(builtin.containerd.pid);
   await depopulate(builtin.cri, theirs.pods);
 
   report("scale", [...podshimRows, ...builtinRows], {
     pods: PODS, containers: mine.containers.length, paceMs: PACE_MS,
     podshimRssMB: podshimRss.podshim,
     podshimHelpersRssMB: podshimRss.helpers,
+    podshimRssParts: podshimParts,
+    podshimHeapMB: podshimHeap,
     containerdWithCriRssMB: containerdRss,
+    containerdRssParts: containerdParts,
   });
 }, 1_800_000);

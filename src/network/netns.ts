@@ -21,13 +21,18 @@ export function netnsNameFor(podId: string): string {
   return `podshim-${podId.slice(0, 12)}-${randomBytes(2).toString("hex")}`;
 }
 
+/** Where the namespace pinned under a name lives (createNetns makes it there). */
+export function netnsPathOf(name: string): string {
+  return join(NETNS_RUN_DIR, name);
+}
+
 /**
  * Creates and pins a network namespace with `ip netns add`: it lives as a bind mount under
  * /run/netns, with no process holding it, until deleteNetns. Returns its path.
  */
 export async function createNetns(name: string): Promise<string> {
   if (!NAME.test(name)) throw new InvalidArgumentError(`network namespace name "${name}" must be letters, digits, "_", "." or "-"`);
-  const path = join(NETNS_RUN_DIR, name);
+  const path = netnsPathOf(name);
   const res = await ip(["netns", "add", name]);
   if (res.code !== 0) {
     const why = res.stderr.trim() || `exit status ${res.code ?? res.signal}`;

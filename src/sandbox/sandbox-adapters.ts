@@ -5,7 +5,7 @@ import type { Snapshots } from "../containerd/snapshots.js";
 import { Tasks } from "../containerd/tasks.js";
 import type { ImageService } from "../image/image-service.js";
 import type { Logger } from "../logger/logger.js";
-import { createNetns, deleteNetns } from "../network/netns.js";
+import { createNetns, deleteNetns, netnsPathOf } from "../network/netns.js";
 import type { NetworkService } from "../network/network-service.js";
 import { mountTmpfs, unmountAndRemove } from "../util/mount.js";
 
@@ -21,7 +21,8 @@ export interface SandboxAdapters {
   snapshots: Pick<Snapshots, "prepare" | "remove" | "snapshotter">;
   /** Runs work under a containerd lease that keeps what it makes from the collector. */
   withLease<T>(purpose: string, work: (lease: string) => Promise<T>): Promise<T>;
-  netns: { create(name: string): Promise<string>; delete(path: string): Promise<void> };
+  /** A pod's netns: its path is known from its name before it exists (the spec names it). */
+  netns: { pathOf(name: string): string; create(name: string): Promise<string>; delete(path: string): Promise<void> };
   mounts: { tmpfs(path: string, options: string[]): Promise<void>; unmountAndRemove(path: string): Promise<void> };
   network: Pick<NetworkService, "setUpPod" | "tearDownPod">;
   images: Pick<ImageService, "ensurePauseImage">;
@@ -36,7 +37,7 @@ export function sandboxAdapters(d: { client: ContainerdClient; snapshots: Snapsh
     tasks: new Tasks(d.client),
     snapshots: d.snapshots,
     withLease: (purpose, work) => withLease(d.client, d.logger, purpose, LEASE_EXPIRE_MS, work, { syncGc: false }),
-    netns: { create: createNetns, delete: deleteNetns },
+    netns: { pathOf: netnsPathOf, create: createNetns, delete: deleteNetns },
     mounts: { tmpfs: mountTmpfs, unmountAndRemove },
     network: d.network,
     images: d.images,

@@ -34,6 +34,7 @@ import { StepTimer } from "../util/step-timer.js";
 import type { ImageEntry } from "../image/image-store.js";
 import type { Spec } from "../oci/spec-types.js";
 import { removeTree } from "../util/remove.js";
+import { allSettledOrThrow } from "../util/settle.js";
 
 // Labels and the extension podshim puts on a sandbox's containerd container: the kind (so
 // recovery finds sandboxes), the pod identity for people using ctr, and the record itself.
@@ -274,9 +275,12 @@ export class SandboxService {
   }
 
   /**
-   * RunPodSandbox's work, in its order: the pod's dir, netns and /dev/shm, its files, the pause
-   * spec; then CNI ADD while the pause container is created and started. Each step registers
-   * its undo on `cleanup` before it acts.
+   * The steps of RunPodSandbox, in three chains side by side once the spec is built (every
+   * path it names is known up front): the sandbox dir with its intent, then the netns, CNI ADD
+   * and /etc/hosts; the pod's shm; the pause container's snapshot and record, which then waits
+   * for the netns, shm and files it mounts before its task is created and started. Each step
+   * registers its undo on `cleanup` before it acts, and every chain settles before a failure
+   * unwinds.
    */
   private async create(id: string, nameKey: string, config: PodSandboxConfig, runtimeHandler: string, handler: RuntimeHandlerConfig, cleanup: CleanupStack, log: Logger, steps: StepTimer): Promise<SandboxRecord> {
     const createdAt = nowUnixNanos();
@@ -285,34 +289,24 @@ export class SandboxService {
     const nsOpts = config.linux?.securityContext?.namespaceOptions;
     const hostNetwork = nsOpts?.network === NamespaceMode.NODE;
     const netnsName = hostNetwork ? "" : netnsNameFor(id);
-    const dir = await this.makeSandboxDir(id, netnsName, cleanup);
-    steps.mark("dir");
-    // Independent programs to run (ip, mount): side by side. Both settle before a failure
-    // unwinds, each having registered its own undo.
-    const [ns, mounted] = await Promise.allSettled([
-      hostNetwork ? Promise.resolve("") : this.pinNetns(netnsName, cleanup, steps),
-      nsOpts?.ipc === NamespaceMode.NODE ? Promise.resolve(undefined) : steps.span("shm", () => this.mountPodShm(id, cleanup)),
-    ]);
-    steps.mark("namespaces");
-    if (ns.status === "rejected") throw ns.reason;
-    if (mounted.status === "rejected") throw mounted.reason;
-    const netnsPath = ns.value;
-    const shm = mounted.value;
-    const { files, hostname } = await this.writePodFiles(dir, config, hostNetwork, shm);
-    steps.mark("files");
+    const netnsPath = hostNetwork ? "" : this.a.netns.pathOf(netnsName);
+    const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir: this.sandboxDir(id), creating: true };
+    const files = this.files(rec);
     const spec = await this.pauseSpec(id, config, runtimeHandler, handler, pause.config, netnsPath, files);
     steps.mark("spec");
-    const rec: SandboxRecord = { id, nameKey, config, runtimeHandler, createdAt, netnsPath, ips: [], state: SandboxState.NotReady, pid: 0, dir, creating: true };
 
-    // Both halves must settle before a failure unwinds: each registers its own undos.
-    const [net, pid] = await Promise.allSettled([
-      hostNetwork ? Promise.resolve([]) : this.setUpPodNetwork(rec, cleanup, steps),
-      this.startPauseContainer(rec, pause, spec, handler, cleanup, steps),
-    ]);
+    // The intent (which netns this pod will pin) is on disk before the netns exists.
+    const dir = steps.span("dir", () => this.makeSandboxDir(id, netnsName, cleanup));
+    const netns = dir.then(() => (hostNetwork ? undefined : this.pinNetns(netnsName, cleanup, steps)));
+    const shm = files.shm ? steps.span("shm", () => this.mountPodShm(id, cleanup)) : Promise.resolve();
+    const hostname = dir.then(() => steps.span("files", () => this.writePodFiles(files, config, hostNetwork)));
+    const network = netns.then(() => (hostNetwork ? [] : this.setUpPodNetwork(rec, cleanup, steps)));
+    // CRI has no host aliases for the sandbox (the kubelet writes those into its own hosts file).
+    const hosts = Promise.all([network, hostname]).then(([ips, name]) => writeFile(files.hosts, renderHosts(ips, name, []), { mode: 0o644 }));
+    const pid = this.startPauseContainer(rec, pause, spec, handler, cleanup, steps, Promise.all([netns, shm, hostname]));
+    const [ips, pausePid] = (await allSettledOrThrow<unknown>([network, pid, dir, netns, shm, hostname, hosts])) as [string[], number];
     steps.mark("network_and_pause");
-    if (net.status === "rejected") throw net.reason;
-    if (pid.status === "rejected") throw pid.reason;
-    await this.markReady(rec, net.value, pid.value, files.hosts, hostname);
+    await this.markReady(rec, ips, pausePid);
     steps.mark("ready");
     log.info({ ips: rec.ips, pid: rec.pid, netns: netnsPath || "host", ms: steps.ms }, "sandbox ready");
     return rec;
@@ -330,7 +324,9 @@ export class SandboxService {
     await mkdir(dir, { recursive: true, mode: 0o711 });
     cleanup.push("remove sandbox dir", () => removeTree(dir));
     const intent: SandboxIntent = { version: 1, id, netns: netnsName };
-    await writeJsonAtomic(join(dir, SANDBOX_INTENT_FILE), intent);
+    // Not fsynced: the netns it names lives under /run, so a reboot that could lose the file
+    // takes the netns with it, and a crash of podshim alone leaves the page cache intact.
+    await writeJsonAtomic(join(dir, SANDBOX_INTENT_FILE), intent, { durable: false });
     this.step("sandbox.dir-made");
     return dir;
   }
@@ -351,15 +347,14 @@ export class SandboxService {
     return shm;
   }
 
-  /** hostname and resolv.conf now; hosts waits for the pod's IPs (markReady). */
-  private async writePodFiles(dir: string, config: PodSandboxConfig, hostNetwork: boolean, shm: string | undefined): Promise<{ files: SandboxFilePaths; hostname: string }> {
-    const files = { hostname: join(dir, "hostname"), hosts: join(dir, "hosts"), resolvConf: join(dir, "resolv.conf"), ...(shm ? { shm } : {}) };
+  /** hostname and resolv.conf; hosts waits for the pod's IPs. Resolves to the hostname. */
+  private async writePodFiles(files: SandboxFilePaths, config: PodSandboxConfig, hostNetwork: boolean): Promise<string> {
     // A host-network pod without a hostname of its own has the node's, as uname shows it.
     const nodeHostname = hostNetwork ? (await readFile("/etc/hostname", "utf8").catch(() => "localhost")).trim() : "";
     const hostnameFile = renderHostname(hostNetwork ? config.hostname : config.hostname || config.metadata!.name, nodeHostname);
     await writeFile(files.hostname, hostnameFile, { mode: 0o644 });
     await writeFile(files.resolvConf, renderResolvConf(config.dnsConfig, await readFile("/etc/resolv.conf", "utf8").catch(() => "")), { mode: 0o644 });
-    return { files, hostname: hostnameFile.trimEnd() };
+    return hostnameFile.trimEnd();
   }
 
   /** The pause container's OCI spec; a seccomp profile runc could not load is refused now. */
@@ -388,8 +383,9 @@ export class SandboxService {
     return res.ips;
   }
 
-  /** Snapshot, containerd container and task of the pause container; resolves to its pid. */
-  private async startPauseContainer(rec: SandboxRecord, pause: ImageEntry, spec: Spec, handler: RuntimeHandlerConfig, cleanup: CleanupStack, steps: StepTimer): Promise<number> {
+  /** Snapshot, containerd container and task of the pause container; resolves to its pid. The
+   * task waits for `mounted`: the netns, shm and files the spec names. */
+  private async startPauseContainer(rec: SandboxRecord, pause: ImageEntry, spec: Spec, handler: RuntimeHandlerConfig, cleanup: CleanupStack, steps: StepTimer, mounted: Promise<unknown>): Promise<number> {
     const { id, config } = rec;
     const snapshots = this.a.snapshots;
     // The lease keeps the fresh snapshot from the garbage collector until the container
@@ -411,6 +407,7 @@ export class SandboxService {
     // In the index (unlisted) before the pause starts, so an exit during start is seen.
     this.store.add(rec);
     cleanup.push("unindex", async () => this.store.delete(id));
+    await mounted;
     cleanup.push("delete task", () => this.tasks.undoCreate(id, STOP_WAIT_MS));
     await steps.span("pause_create", () => this.tasks.create(id, mounts));
     this.step("sandbox.task-created");
@@ -419,10 +416,8 @@ export class SandboxService {
     return pid;
   }
 
-  /** /etc/hosts with the pod's IPs, the record marked complete, and the sandbox Ready. */
-  private async markReady(rec: SandboxRecord, ips: string[], pid: number, hostsFile: string, hostname: string): Promise<void> {
-    // CRI has no host aliases for the sandbox (the kubelet writes those into its own hosts file).
-    await writeFile(hostsFile, renderHosts(ips, hostname, []), { mode: 0o644 });
+  /** The record marked complete (its files are all written), and the sandbox Ready. */
+  private async markReady(rec: SandboxRecord, ips: string[], pid: number): Promise<void> {
     await this.containers.setExtension(rec.id, SANDBOX_RECORD_EXTENSION, encodeSandboxRecord({ ...rec, ips, complete: true }));
     this.step("sandbox.ready");
     if (rec.exitedWhileCreating) throw new InternalError(`the pause container of pod sandbox ${rec.id} exited while the sandbox was being started`);

@@ -105,6 +105,7 @@ class FakeNode {
         }
       },
       netns: {
+        pathOf: (name) => `/run/netns/${name}`,
         async create(name) {
           n.netns.add(name);
           return `/run/netns/${name}`;

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CachedPseudoFileReader, keptFilesBudget, parseOpenFilesLimit, readPseudoFile, readPseudoFiles } from "../../src/stats/read.js";
+import { CachedPseudoFileReader, keptFilesBudget, parseOpenFilesLimit, readPseudoFile, readPseudoFiles, roomFor } from "../../src/stats/read.js";
 
 describe("readPseudoFile", () => {
   it("reads procfs and gives undefined for what is not there", async () => {
@@ -60,6 +60,22 @@ describe("CachedPseudoFileReader", () => {
     await writeFile(f, text);
     expect(await r.read(f)).toBe(text);
     expect(await r.read(f)).toBe(text);
+    r.closeAll();
+  });
+
+  it("sizes a kept file's reads by its last text, and still reads it whole when it grows", async () => {
+    expect(roomFor(2)).toBe(256);
+    expect(roomFor(1500)).toBe(2368);
+    expect(roomFor(1500)).toBeLessThan(Buffer.poolSize / 2);
+    const r = new CachedPseudoFileReader();
+    const f = join(dir, "grows");
+    await writeFile(f, "7\n");
+    expect(await r.read(f)).toBe("7\n");
+    const longer = "y".repeat(5000);
+    await writeFile(f, longer);
+    expect(await r.read(f)).toBe(longer);
+    await writeFile(f, "8\n");
+    expect(await r.read(f)).toBe("8\n");
     r.closeAll();
   });
 

@@ -25,7 +25,7 @@ import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { buildImage, pushImage } from "../bed/oci.js";
 import { busyboxLayer } from "../bed/images.js";
 import { benchPodConfig, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
-import { podshimMemory } from "./measure.js";
+import { cpuMs, helperPids, podshimMemory } from "./measure.js";
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
 const bed = inject("bed");
@@ -65,6 +65,15 @@ const samples: Record<Target["label"], { ops: Samples; underLoad: Samples; idle:
 const bucket = (s: Samples, op: string) => (s[op] ??= []);
 /** podshim's resident memory and its helper processes' (the spawner), MB, after each round. */
 const rss: Array<{ podshim: number; helpers: number }> = [];
+/**
+ * CPU ms each runtime cost per round (pods, containers, image ops, execs, and the prober's
+ * calls during the load): containerd's own time and that of the children it waited for (its
+ * CRI plugin runs the CNI plugins); for podshim, its own time, its spawner's with the programs
+ * it ran, and containerd's. Shims and runc are in neither: both runtimes start the same shim
+ * for the same work.
+ */
+interface CpuMs { runtime: number; programs: number; containerd: number }
+const cpu: Record<Target["label"], CpuMs[]> = { podshim: [], containerd: [], baseline: [] };
 
 beforeAll(async () => {
   net = testNetwork(base);
@@ -192,17 +201,29 @@ async function execs(t: Target, s: Samples): Promise<void> {
   }
 }
 
+/** The CPU ms so far of the runtime t stands for (see `cpu`). */
+function runtimeCpu(t: Target): CpuMs {
+  const containerd = cpuMs(builtin.containerd.pid, true);
+  const shim = t.label === "podshim" ? podshim : t.label === "baseline" ? baseline : undefined;
+  if (!shim) return { runtime: 0, programs: 0, containerd };
+  const pid = shim.process.pid!;
+  return { runtime: cpuMs(pid), programs: helperPids(pid).reduce((a, k) => a + cpuMs(k, true), 0), containerd };
+}
+
 async function round(t: Target, pullRefs: string[]): Promise<void> {
   const s = samples[t.label];
   const idle = probe(t, s.idle);
   await new Promise((r) => setTimeout(r, 2000));
   await idle.stop();
+  const before = runtimeCpu(t);
   const loaded = probe(t, s.underLoad);
   await pods(t, s.ops);
   await containers(t, s.ops);
   await loaded.stop();
   await images(t, s.ops, pullRefs);
   await execs(t, s.ops);
+  const after = runtimeCpu(t);
+  cpu[t.label].push({ runtime: after.runtime - before.runtime, programs: after.programs - before.programs, containerd: after.containerd - before.containerd });
   if (t.label === "podshim") {
     const pid = podshim.process.pid!;
     rss.push(podshimMemory(pid));
@@ -257,6 +278,10 @@ function table(): string {
     );
   }
   lines.push(`\npodshim RSS after each round (MB, podshim + helper processes): ${rss.map((r) => `${r.podshim} + ${r.helpers}`).join(", ")}`);
+  const secs = (ms: number) => (ms / 1000).toFixed(1);
+  const cpuOf = (label: Target["label"]) => cpu[label].map((c) => (label === "containerd" ? secs(c.containerd) : `${secs(c.runtime)} + ${secs(c.programs)} + ${secs(c.containerd)} = ${secs(c.runtime + c.programs + c.containerd)}`)).join(", ");
+  lines.push(`CPU s per round: podshim + its spawner and the programs it ran + containerd: ${cpuOf("podshim")}; containerd with its CRI plugin and the CNI plugins it ran: ${cpuOf("containerd")}`);
+  if (BASELINE) lines.push(`CPU s per round, baseline build (same parts): ${cpuOf("baseline")}`);
   return lines.join("\n");
 }
 
@@ -276,6 +301,6 @@ it("critest -benchmark shape: podshim vs containerd's CRI plugin", async () => {
   console.log(text);
   mkdirSync(OUT_DIR, { recursive: true });
   writeFileSync(join(OUT_DIR, "lifecycle.md"), `${new Date().toISOString()}\n${text}\n`);
-  writeFileSync(join(OUT_DIR, "lifecycle.json"), JSON.stringify({ at: new Date().toISOString(), rounds: ROUNDS, rss, samples }, null, 1));
+  writeFileSync(join(OUT_DIR, "lifecycle.json"), JSON.stringify({ at: new Date().toISOString(), rounds: ROUNDS, rss, cpu, samples }, null, 1));
   writeFileSync(join(OUT_DIR, "lifecycle-podshim.log"), podshim.output());
 }, 900_000);

@@ -99,3 +99,16 @@ export async function heapSpaces(metricsUrl: string): Promise<Record<string, str
   if (external) out.external = mb(external);
   return out;
 }
+
+/** CPU time a process has used, ms: its own (user + system), plus, with `children`, that of
+ * the children it has waited for (cutime + cstime: the programs a spawner ran, the CNI plugins
+ * containerd ran). */
+export function cpuMs(pid: number, children = false): number {
+  // Fields after the command (which may hold spaces) start at the state, field 3.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  const [utime, stime, cutime, cstime] = [f[11]!, f[12]!, f[13]!, f[14]!];
+  return ((utime + stime + (children ? cutime + cstime : 0)) * 1000) / CLOCK_TICKS;
+}
+/** USER_HZ: 100 on every Linux architecture podshim builds for. */
+const CLOCK_TICKS = 100;

@@ -41,7 +41,7 @@ import { HealthServer } from "./server/health.js";
 import { MetricsServer } from "./metrics/server.js";
 import { Peering } from "./peer/peering.js";
 import { countSweptOrphan, enableProcessMetrics, observeRecovery, observeRpc, setStateSource } from "./metrics/metrics.js";
-import { containerdMetricsInterceptor } from "./metrics/containerd-interceptor.js";
+import { containerdMetricsInterceptor, observeContainerdUnaryCall } from "./metrics/containerd-interceptor.js";
 
 /** Events that may wait for recovery to finish; past this they are dropped and every record
  * is re-read from containerd instead. */
@@ -93,7 +93,7 @@ export class App {
     private readonly config: Config,
     private readonly logger: Logger,
   ) {
-    this.containerd = new ContainerdClient({ socket: config.containerd, namespace: config.namespace, logger: logger.child({ part: "containerd" }), interceptors: [containerdMetricsInterceptor] });
+    this.containerd = new ContainerdClient({ socket: config.containerd, namespace: config.namespace, logger: logger.child({ part: "containerd" }), interceptors: [containerdMetricsInterceptor], observe: observeContainerdUnaryCall });
     this.health = new ContainerdHealth(this.containerd, logger.child({ part: "containerd" }));
     this.network = new NetworkService({ cniConfDir: config.cniConfDir, cniBinDirs: config.cniBinDirs, stateDir: config.state, rootDir: config.root, logger: logger.child({ part: "network" }) });
     this.server = new CriServer(config.listen, logger);

@@ -1,4 +1,4 @@
-// A grpc-js client interceptor that times every containerd call, unary and streaming alike,
+// A grpc-js client interceptor that times every streaming containerd call,
 // from start to final status, labelled by containerd service and method.
 import { InterceptingCall, status as Status, type Interceptor } from "@grpc/grpc-js";
 import { observeContainerdCall } from "./metrics.js";
@@ -26,3 +26,9 @@ export const containerdMetricsInterceptor: Interceptor = (options, nextCall) => 
     },
   });
 };
+
+/** The same record for a unary call made outside grpc-js (containerd/unary-channel.ts). */
+export function observeContainerdUnaryCall(path: string, code: number, seconds: number): void {
+  const [service, method] = splitPath(path);
+  observeContainerdCall(service, method, CODE_NAMES.get(code) ?? String(code), seconds);
+}

@@ -12,7 +12,7 @@ import { implementService } from "../../src/server/boundary.js";
 import { createLogger } from "../../src/logger/logger.js";
 import { ContainerEventHub, LifecycleEvent, MAX_PENDING_EVENTS } from "../../src/lifecycle-events/container-events.js";
 import { registry, setStateSource } from "../../src/metrics/metrics.js";
-import { containerdMetricsInterceptor, splitPath } from "../../src/metrics/containerd-interceptor.js";
+import { containerdMetricsInterceptor, observeContainerdUnaryCall, splitPath } from "../../src/metrics/containerd-interceptor.js";
 import { ContainerdClient } from "../../src/containerd/client.js";
 
 const quiet = createLogger("silent", new Writable({ write: (_c, _e, done) => done() }));
@@ -78,7 +78,7 @@ describe("containerd interceptor", () => {
     });
     const socket = join(dir, "c.sock");
     await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
-    const client = new ContainerdClient({ socket, namespace: "x", logger: quiet, interceptors: [containerdMetricsInterceptor] });
+    const client = new ContainerdClient({ socket, namespace: "x", logger: quiet, interceptors: [containerdMetricsInterceptor], observe: observeContainerdUnaryCall });
     try {
       await expect(client.call(VersionService.version, {}, { namespace: null })).rejects.toThrow();
       expect(await value("podshim_containerd_requests_total", { service: "Version", method: "Version", code: "UNAVAILABLE" })).toBe(1);

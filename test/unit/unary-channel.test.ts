@@ -1,0 +1,188 @@
+// UnaryChannel against a real HTTP/2 server on a unix socket that answers as a gRPC server
+// does (and misbehaves on request): framing, statuses, deadlines, cancels, lost connections.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import http2, { type Http2Server, type ServerHttp2Session } from "node:http2";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GrpcCode, GrpcStatusError, UnaryChannel, timeoutHeader } from "../../src/containerd/unary-channel.js";
+
+/** A gRPC length-prefixed message: flag (1 = compressed), 4-byte big-endian length, bytes. */
+function framed(msg: Buffer, flag = 0): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = flag;
+  head.writeUInt32BE(msg.length, 1);
+  return Buffer.concat([head, msg]);
+}
+
+let dir: string;
+let socket: string;
+let server: Http2Server | undefined;
+const sessions = new Set<ServerHttp2Session>();
+let channel: UnaryChannel;
+
+/** A server whose methods say how it answers. */
+function startServer(): Promise<void> {
+  const srv = http2.createServer();
+  srv.on("session", (s) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+  });
+  srv.on("stream", (stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.on("end", () => {
+      const request = Buffer.concat(chunks).subarray(5);
+      const ok = (body: Buffer | Buffer[]) => {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        const parts = Array.isArray(body) ? body : [body];
+        parts.slice(0, -1).forEach((p) => stream.write(p));
+        stream.end(parts[parts.length - 1]);
+      };
+      switch (headers[":path"]) {
+        case "/t.S/Echo":
+          return ok(framed(request));
+        case "/t.S/Headers":
+          return ok(framed(Buffer.from(JSON.stringify({ ns: headers["containerd-namespace"], lease: headers["containerd-lease"] ?? null, timeout: headers["grpc-timeout"] ?? null, te: headers.te }))));
+        case "/t.S/Split": {
+          const whole = framed(Buffer.from("a message in three pieces"));
+          return ok([whole.subarray(0, 3), whole.subarray(3, 10), whole.subarray(10)]);
+        }
+        case "/t.S/Big":
+          return ok(framed(Buffer.alloc(2 * 1024 * 1024, 7)));
+        case "/t.S/Compressed":
+          return ok(framed(Buffer.from("zz"), 1));
+        case "/t.S/Empty":
+          return ok(Buffer.alloc(0));
+        case "/t.S/TrailersOnly":
+          return stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "5", "grpc-message": "no%20such%20thing: caf%C3%A9" }, { endStream: true });
+        case "/t.S/FailLater":
+          stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+          stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "9", "grpc-message": "not now" }));
+          return stream.end();
+        case "/t.S/Drop":
+          return stream.session?.destroy();
+        case "/t.S/Hang":
+          return undefined;
+        default:
+          return stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "12", "grpc-message": "unknown method" }, { endStream: true });
+      }
+    });
+  });
+  server = srv;
+  return new Promise((resolve) => srv.listen(socket, resolve));
+}
+
+async function stopServer(): Promise<void> {
+  for (const s of sessions) s.destroy();
+  const srv = server;
+  server = undefined;
+  if (srv) await new Promise<void>((resolve) => srv.close(() => resolve()));
+}
+
+const call = (method: string, body = Buffer.from("hello"), opts: { deadline?: number; signal?: AbortSignal; headers?: Record<string, string> } = {}) =>
+  channel.call(`/t.S/${method}`, body, { headers: opts.headers ?? { "containerd-namespace": "ns1" }, deadline: opts.deadline ?? Date.now() + 5000, ...(opts.signal ? { signal: opts.signal } : {}) });
+
+async function statusOf(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(GrpcStatusError);
+    return { code: (err as GrpcStatusError).code, details: (err as GrpcStatusError).details };
+  }
+  throw new Error("the call succeeded");
+}
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), "podshim-unary-"));
+  socket = join(dir, "s.sock");
+  channel = new UnaryChannel({ socket, maxReceiveBytes: 1024 * 1024, windowBytes: 1024 * 1024 });
+  await startServer();
+});
+
+afterEach(async () => {
+  channel.close();
+  await stopServer();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("UnaryChannel", () => {
+  it("sends one framed message and answers the one message it gets back", async () => {
+    expect((await call("Echo", Buffer.from("ping"))).toString()).toBe("ping");
+    expect((await call("Echo", Buffer.alloc(0))).length).toBe(0);
+    expect((await call("Split")).toString()).toBe("a message in three pieces");
+  });
+
+  it("sends the caller's headers, te: trailers and the deadline as grpc-timeout", async () => {
+    const seen = JSON.parse((await call("Headers", undefined, { headers: { "containerd-namespace": "k8s", "containerd-lease": "l1" }, deadline: Date.now() + 2000 })).toString());
+    expect(seen.ns).toBe("k8s");
+    expect(seen.lease).toBe("l1");
+    expect(seen.te).toBe("trailers");
+    expect(seen.timeout).toMatch(/^\d{1,8}m$/);
+    expect(Number(seen.timeout.slice(0, -1))).toBeLessThanOrEqual(2000);
+  });
+
+  it("turns a status in the trailers, or in a trailers-only answer, into its code and decoded message", async () => {
+    expect(await statusOf(call("TrailersOnly"))).toEqual({ code: 5, details: "no such thing: café" });
+    expect(await statusOf(call("FailLater"))).toEqual({ code: 9, details: "not now" });
+    expect((await statusOf(call("Nope"))).code).toBe(GrpcCode.UNIMPLEMENTED);
+  });
+
+  it("refuses answers it cannot read: too large, compressed, or without a message", async () => {
+    expect((await statusOf(call("Big"))).code).toBe(GrpcCode.RESOURCE_EXHAUSTED);
+    expect((await statusOf(call("Compressed"))).code).toBe(GrpcCode.INTERNAL);
+    expect((await statusOf(call("Empty"))).code).toBe(GrpcCode.INTERNAL);
+    // The connection is still good afterwards.
+    expect((await call("Echo")).toString()).toBe("hello");
+  });
+
+  it("fails with DEADLINE_EXCEEDED when the deadline passes, and at once when it already has", async () => {
+    const started = Date.now();
+    expect((await statusOf(call("Hang", undefined, { deadline: Date.now() + 150 }))).code).toBe(GrpcCode.DEADLINE_EXCEEDED);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect((await statusOf(call("Echo", undefined, { deadline: Date.now() - 1 }))).code).toBe(GrpcCode.DEADLINE_EXCEEDED);
+  });
+
+  it("fails with CANCELLED when the caller aborts, before or during the call", async () => {
+    const before = new AbortController();
+    before.abort();
+    expect((await statusOf(call("Echo", undefined, { signal: before.signal }))).code).toBe(GrpcCode.CANCELLED);
+    const during = new AbortController();
+    const pending = call("Hang", undefined, { signal: during.signal });
+    setTimeout(() => during.abort(), 20);
+    expect((await statusOf(pending)).code).toBe(GrpcCode.CANCELLED);
+    expect((await call("Echo")).toString()).toBe("hello");
+  });
+
+  it("fails with UNAVAILABLE when nothing listens or the connection drops, and connects again after", async () => {
+    expect((await statusOf(call("Drop"))).code).toBe(GrpcCode.UNAVAILABLE);
+    expect((await call("Echo")).toString()).toBe("hello");
+
+    await stopServer();
+    const down = await statusOf(call("Echo"));
+    expect(down.code).toBe(GrpcCode.UNAVAILABLE);
+    expect(down.details).toContain(socket);
+
+    await startServer();
+    expect((await call("Echo", Buffer.from("back"))).toString()).toBe("back");
+  });
+
+  it("runs many calls at once on the one connection", async () => {
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => call("Echo", Buffer.from(`m${i}`))));
+    expect(answers.map(String)).toEqual(Array.from({ length: 200 }, (_, i) => `m${i}`));
+    expect(sessions.size).toBe(1);
+  });
+});
+
+describe("timeoutHeader", () => {
+  it("uses the finest unit whose count fits in 8 digits", () => {
+    expect(timeoutHeader(1)).toBe("1m");
+    expect(timeoutHeader(1.2)).toBe("2m");
+    expect(timeoutHeader(99_999_999)).toBe("99999999m");
+    expect(timeoutHeader(100_000_000)).toBe("100000S");
+    expect(timeoutHeader(7 * 24 * 3600 * 1000)).toBe("604800S");
+    expect(timeoutHeader(1e12)).toBe("16666667M");
+    expect(timeoutHeader(1e15)).toBe("99999999H");
+  });
+});

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { lstat, statfs, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { AlreadyExistsError, InternalError, InvalidArgumentError } from "../errors/errors.js";
-import { runProgram, type ProgramResult } from "../util/exec.js";
+import { haveBuiltins, runProgram, type ProgramOptions, type ProgramResult } from "../util/exec.js";
 
 /** Where `ip netns` pins namespaces: a bind mount of the namespace file per name. */
 export const NETNS_RUN_DIR = "/run/netns";
@@ -33,7 +33,7 @@ export function netnsPathOf(name: string): string {
 export async function createNetns(name: string): Promise<string> {
   if (!NAME.test(name)) throw new InvalidArgumentError(`network namespace name "${name}" must be letters, digits, "_", "." or "-"`);
   const path = netnsPathOf(name);
-  const res = await ip(["netns", "add", name]);
+  const res = await ip(["netns", "add", name], { cmd: "@netns-add", args: [path] });
   if (res.code !== 0) {
     const why = res.stderr.trim() || `exit status ${res.code ?? res.signal}`;
     if (/exists/i.test(why)) throw new AlreadyExistsError(`network namespace ${path} already exists`);
@@ -57,12 +57,12 @@ export async function deleteNetns(pathOrName: string): Promise<void> {
   if (!(await exists(path))) return;
   let ipError = "";
   if (dirname(path) === NETNS_RUN_DIR) {
-    const res = await ip(["netns", "delete", basename(path)]);
+    const res = await ip(["netns", "delete", basename(path)], { cmd: "@netns-delete", args: [path] });
     if (res.code !== 0) ipError = res.stderr.trim();
   }
   if (!(await exists(path))) return;
   // Not mounted (any more) is fine: umount's failure only matters if unlink fails too.
-  const umount = await runProgram("umount", ["-l", path], { timeoutMs: IP_TIMEOUT_MS, what: `umount -l ${path}` });
+  const umount = await runProgram("umount", ["-l", path], { timeoutMs: IP_TIMEOUT_MS, what: `umount -l ${path}`, builtin: { cmd: "@umount-lazy", args: [path] } });
   try {
     await unlink(path);
   } catch (err) {
@@ -72,6 +72,18 @@ export async function deleteNetns(pathOrName: string): Promise<void> {
       .join("; ");
     throw new InternalError(`cannot remove network namespace ${path}: ${(err as Error).message}${details ? ` (${details})` : ""}`, { cause: err });
   }
+}
+
+/**
+ * Sets the loopback device of the namespace at `path` up with the native spawner's built-in
+ * program. Resolves to false, having done nothing, where there is no native spawner: the caller
+ * then runs the CNI loopback plugin, which does the same with an exec of a Go binary.
+ */
+export async function bringUpLoopback(path: string): Promise<boolean> {
+  if (!haveBuiltins()) return false;
+  const res = await runProgram("@netns-lo-up", [path], { timeoutMs: IP_TIMEOUT_MS, what: `loopback up in ${path}` });
+  if (res.code !== 0) throw new InternalError(`cannot set the loopback device of ${path} up: ${res.stderr.trim() || `exit status ${res.code ?? res.signal}`}`);
+  return true;
 }
 
 /** True when path is a live namespace file (a pin or /proc/<pid>/ns/net), not merely a
@@ -104,8 +116,9 @@ export async function runInNetns(
   });
 }
 
-function ip(args: string[]): Promise<ProgramResult> {
-  return runProgram("ip", args, { timeoutMs: IP_TIMEOUT_MS, what: `ip ${args.join(" ")}` });
+/** `ip` with these arguments, or the native spawner's built-in program that does the same. */
+function ip(args: string[], builtin: ProgramOptions["builtin"]): Promise<ProgramResult> {
+  return runProgram("ip", args, { timeoutMs: IP_TIMEOUT_MS, what: `ip ${args.join(" ")}`, ...(builtin ? { builtin } : {}) });
 }
 
 async function exists(path: string): Promise<boolean> {

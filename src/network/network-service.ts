@@ -8,6 +8,7 @@ import { CniResultCache, type CniCacheEntry } from "./cni-cache.js";
 import { loadCniNetwork, type CniLoadResult, type CniNetwork } from "./cni-config.js";
 import { CniRuntime, podIps, type CniCapabilityArgs, type CniPortMapping, type CniResult, type CniRuntimeArgs } from "./cni.js";
 import { PodCidrStore } from "./pod-cidr.js";
+import { bringUpLoopback } from "./netns.js";
 
 export interface NetworkServiceOptions {
   cniConfDir: string;
@@ -105,9 +106,9 @@ export class NetworkService {
   }
 
   /**
-   * Wires a pod into the current CNI network: lo up, then the network's ADD with the pod's
-   * identity in CNI_ARGS and its port mappings, bandwidth annotations and the node's pod
-   * CIDR as capabilities. The config, runtime args and result are cached for DEL. A failed
+   * Wires a pod into the current CNI network: lo up (by the spawner, else by the CNI loopback
+   * plugin), then the network's ADD with the pod's identity in CNI_ARGS and its port
+   * mappings, bandwidth annotations and the node's pod CIDR as capabilities. The config, runtime args and result are cached for DEL. A failed
    * ADD is undone (DEL) before the error is thrown, so no IP lease, veth or iptables rule
    * outlives it; the caller may still call tearDownPod, which is then a no-op DEL.
    *
@@ -142,7 +143,8 @@ export class NetworkService {
       await this.cniCache.save({ podId: pod.id, network: cacheable(net), runtime: rt });
       let result: CniResult;
       try {
-        await this.cni.loopbackUp(pod.netns, pod.id, opts);
+        // lo up: the spawner does it with a syscall where it can, else the CNI loopback plugin.
+        if (!(await bringUpLoopback(pod.netns))) await this.cni.loopbackUp(pod.netns, pod.id, opts);
         result = await this.cni.add(net, rt, opts);
         await this.cniCache.save({ podId: pod.id, network: cacheable(net), runtime: rt, result });
       } catch (err) {

@@ -21,6 +21,24 @@ export interface ProgramOptions {
   signal?: AbortSignal;
   /** Names the program in timeout and cancel errors ("CNI plugin bridge (ADD)"). */
   what: string;
+  /**
+   * A built-in program of the native spawner that does what this one does (see BuiltinProgram):
+   * run instead of it whenever the native spawner is the one in use.
+   */
+  builtin?: { cmd: BuiltinProgram; args: readonly string[] };
+}
+
+/**
+ * The native spawner's built-in programs (scripts/spawner/spawner.c has what each does): the
+ * syscalls of `ip netns add`, `ip netns delete`, `mount -t tmpfs` and `umount -l`, made by a
+ * fork of the spawner instead of an exec of those binaries, which costs several milliseconds
+ * of CPU each on every pod start and stop.
+ */
+export type BuiltinProgram = "@netns-add" | "@netns-delete" | "@netns-lo-up" | "@mount-tmpfs" | "@umount-lazy";
+
+/** Whether the built-in programs can be run: the native spawner is the one in use. */
+export function haveBuiltins(): boolean {
+  return spawner() instanceof NativeSpawner;
 }
 
 // Plugins print a result of a few KiB; this only guards memory against a runaway program.
@@ -42,7 +60,9 @@ export function runProgram(cmd: string, args: readonly string[], opts: ProgramOp
       return;
     }
     let ending: Error | undefined;
-    const run = spawner().start({ cmd, args: [...args], input: opts.input, env: opts.env ?? defaultEnv(), maxOutput: MAX_OUTPUT });
+    const helper = spawner();
+    const program = opts.builtin && helper instanceof NativeSpawner ? opts.builtin : { cmd, args };
+    const run = helper.start({ cmd: program.cmd, args: [...program.args], input: opts.input, env: opts.env ?? defaultEnv(), maxOutput: MAX_OUTPUT });
     const timer = setTimeout(() => {
       ending = new DeadlineExceededError(`${opts.what} did not finish within ${opts.timeoutMs} ms and was killed`);
       run.kill();

@@ -7,7 +7,9 @@ import { removeTree } from "./remove.js";
 /** Mounts a tmpfs at `path` (created if missing). */
 export async function mountTmpfs(path: string, options: string[]): Promise<void> {
   await mkdir(path, { recursive: true, mode: 0o755 });
-  const res = await runProgram("mount", ["-t", "tmpfs", "-o", options.join(","), "tmpfs", path], { timeoutMs: 10_000, what: `mount tmpfs on ${path}`, env: defaultEnv() });
+  const res = await runProgram("mount", ["-t", "tmpfs", "-o", options.join(","), "tmpfs", path], {
+    timeoutMs: 10_000, what: `mount tmpfs on ${path}`, env: defaultEnv(), builtin: { cmd: "@mount-tmpfs", args: [path, options.join(",")] },
+  });
   if (res.code !== 0) throw new InternalError(`mount tmpfs on ${path} failed: ${res.stderr.trim() || `exit ${res.code}`}`);
 }
 
@@ -35,7 +37,7 @@ export async function isMountPoint(path: string): Promise<boolean> {
 /** Unmounts `path` if it is a mount point (lazily, so a busy one cannot block), then removes it. */
 export async function unmountAndRemove(path: string): Promise<void> {
   if (await isMountPoint(path)) {
-    const res = await runProgram("umount", ["-l", path], { timeoutMs: 10_000, what: `umount ${path}`, env: defaultEnv() });
+    const res = await runProgram("umount", ["-l", path], { timeoutMs: 10_000, what: `umount ${path}`, env: defaultEnv(), builtin: { cmd: "@umount-lazy", args: [path] } });
     if (res.code !== 0 && (await isMountPoint(path))) throw new InternalError(`umount ${path} failed: ${res.stderr.trim()}`);
   }
   await removeTree(path);

@@ -20,6 +20,9 @@ export interface NetworkServiceOptions {
   logger: Logger;
   /** Per CNI plugin execution (default 60 s). */
   cniExecTimeoutMs?: number;
+  /** Sets a namespace's lo up, or resolves to false to have the CNI loopback plugin do it
+   * (default: netns.ts's bringUpLoopback, which does it through the native spawner). */
+  loopbackUp?: (netns: string) => Promise<boolean>;
 }
 
 /** A port the pod publishes, as CRI's PortMapping has it: protocol is CRI's enum number
@@ -144,7 +147,7 @@ export class NetworkService {
       let result: CniResult;
       try {
         // lo up: the spawner does it with a syscall where it can, else the CNI loopback plugin.
-        if (!(await bringUpLoopback(pod.netns))) await this.cni.loopbackUp(pod.netns, pod.id, opts);
+        if (!(await (this.opts.loopbackUp ?? bringUpLoopback)(pod.netns))) await this.cni.loopbackUp(pod.netns, pod.id, opts);
         result = await this.cni.add(net, rt, opts);
         await this.cniCache.save({ podId: pod.id, network: cacheable(net), runtime: rt, result });
       } catch (err) {

@@ -298,7 +298,8 @@ describe("NetworkService.setUpPod / tearDownPod (fake plugins)", () => {
     const confDir = mkdtempSync(join(root, "conf-"));
     const stateDir = mkdtempSync(join(root, "state-"));
     writeFileSync(join(confDir, "10-test.conflist"), JSON.stringify({ cniVersion: "1.0.0", name: "testnet", plugins: list }));
-    const svc = new NetworkService({ cniConfDir: confDir, cniBinDirs: [bin.dir], stateDir, logger });
+    // The fake netns path has no namespace behind it: lo goes up through the (fake) plugin.
+    const svc = new NetworkService({ cniConfDir: confDir, cniBinDirs: [bin.dir], stateDir, logger, loopbackUp: async () => false });
     return { svc, bin, stateDir, confDir };
   }
 

@@ -108,12 +108,20 @@ export class ContentStore {
         stream.once("drain", onDrain);
       });
     let sent = 0;
+    // The source opens from 0 while containerd answers the STAT (a download's first bytes and
+    // containerd's answer each take a round trip): nearly every write is a fresh one. An
+    // ingest that holds part of the blob already is read from where it stopped instead.
+    let early: Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>> | undefined = source(0);
+    early.catch(() => undefined);
     try {
       await send({ action: WriteAction.STAT, total: BigInt(blob.size), expected: blob.digest });
       const stat = await responses.next();
       if (stat.done) throw new Error("containerd closed the content write before answering");
       let offset = Number(stat.value.offset);
       if (offset > blob.size) offset = 0;
+      const opened = offset === 0 && blob.size > 0 ? early : undefined;
+      if (!opened) await discard(early);
+      early = undefined;
 
       // Every request is answered; read the answers as they come so nothing piles up.
       const drainAnswers = (async () => {
@@ -135,7 +143,7 @@ export class ContentStore {
           offset += data.length;
           sent += data.length;
         };
-        for await (const piece of await source(offset)) {
+        for await (const piece of await (opened ?? source(offset))) {
           for (let at = 0; at < piece.length; ) {
             const take = Math.min(CHUNK - pendingBytes, piece.length - at);
             pending.push(piece.subarray(at, at + take));
@@ -152,10 +160,21 @@ export class ContentStore {
       return sent;
     } catch (err) {
       stream.cancel();
+      if (early) await discard(early);
       const typed = this.client.streamError(ContentService.write, err);
       if (isAlreadyExists(typed)) return sent;
       await this.abort(ref, { ...opts, signal: undefined }).catch(() => undefined);
       throw typed;
     }
+  }
+}
+
+/** Closes a source that was opened and will not be read (an HTTP body is released). */
+async function discard(source: Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>): Promise<void> {
+  try {
+    const it = await source;
+    if (Symbol.asyncIterator in it) await it[Symbol.asyncIterator]().return?.();
+  } catch {
+    // it failed to open: nothing to close
   }
 }

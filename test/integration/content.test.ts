@@ -1,0 +1,127 @@
+// ContentStore.write against the bed's containerd: a fresh write reads its source from 0 (opened
+// while containerd answers the STAT), a write that resumes an interrupted ingest reads from
+// where that one stopped and closes the source it opened early, and content that exists
+// already is not read at all.
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createHash, randomBytes } from "node:crypto";
+import { ContainerdClient } from "../../src/containerd/client.js";
+import { ContentStore } from "../../src/containerd/content.js";
+import { ContentService, WriteAction, type WriteContentRequest } from "../../src/gen/containerd/services/content/v1/content.js";
+import { createLogger } from "../../src/logger/logger.js";
+
+const bed = inject("bed");
+const NAMESPACE = `t-content-${randomBytes(3).toString("hex")}`;
+let client: ContainerdClient;
+let content: ContentStore;
+
+/** A source that records where it was opened from, whether it was read to the end or closed
+ * early, and can fail after `failAfter` bytes (an interrupted download). */
+function recordingSource(data: Buffer, failAfter?: number) {
+  const opened: Array<{ offset: number; closed: boolean; finished: boolean }> = [];
+  const source = async (offset: number): Promise<AsyncIterable<Uint8Array>> => {
+    const entry = { offset, closed: false, finished: false };
+    opened.push(entry);
+    async function* pieces() {
+      for (let at = offset; at < data.length; at += 64 * 1024) {
+        if (failAfter !== undefined && at >= failAfter) throw new Error("connection reset");
+        yield data.subarray(at, Math.min(at + 64 * 1024, data.length));
+      }
+      entry.finished = true;
+    }
+    const gen = pieces();
+    // return() is what closes a source that is left unread (an HTTP body let go).
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () => gen.next(),
+        return: async () => {
+          entry.closed = true;
+          return gen.return(undefined);
+        },
+      }),
+    };
+  };
+  return { source, opened };
+}
+
+const blobOf = (data: Buffer) => ({ digest: `sha256:${createHash("sha256").update(data).digest("hex")}`, size: data.length });
+
+beforeAll(() => {
+  client = new ContainerdClient({ socket: bed.containerdSocket, namespace: NAMESPACE, logger: createLogger("silent") });
+  content = new ContentStore(client);
+});
+
+afterAll(() => client?.close());
+
+describe("ContentStore.write", () => {
+  it("writes a fresh blob from offset 0 and commits it with its labels", async () => {
+    const data = randomBytes(300 * 1024);
+    const blob = blobOf(data);
+    const { source, opened } = recordingSource(data);
+    try {
+      expect(await content.write(`t-${blob.digest}`, blob, source, { "podshim.test/kind": "fresh" })).toBe(data.length);
+      expect(opened).toEqual([{ offset: 0, closed: false, finished: true }]);
+      expect((await content.read(blob.digest)).equals(data)).toBe(true);
+      expect((await content.info(blob.digest))?.labels).toMatchObject({ "podshim.test/kind": "fresh" });
+    } finally {
+      await content.delete(blob.digest);
+    }
+  });
+
+  it("starts afresh after a failed write (its ingest is aborted)", async () => {
+    const data = randomBytes(6 * 1024 * 1024);
+    const blob = blobOf(data);
+    const ref = `t-again-${randomBytes(4).toString("hex")}`;
+    try {
+      const first = recordingSource(data, 5 * 1024 * 1024);
+      await expect(content.write(ref, blob, first.source, {})).rejects.toThrow(/connection reset/);
+      const again = recordingSource(data);
+      expect(await content.write(ref, blob, again.source, {})).toBe(data.length);
+      expect(again.opened).toEqual([{ offset: 0, closed: false, finished: true }]);
+      expect((await content.read(blob.digest)).equals(data)).toBe(true);
+    } finally {
+      await content.delete(blob.digest);
+    }
+  });
+
+  it("resumes an ingest left half-written (a podshim that died mid-write) from where it stopped", async () => {
+    const data = randomBytes(2 * 1024 * 1024);
+    const blob = blobOf(data);
+    const ref = `t-resume-${randomBytes(4).toString("hex")}`;
+    const half = 1024 * 1024;
+    try {
+      // Half the blob written under the ref, then the stream dropped without an abort.
+      const stream = client.duplex(ContentService.write);
+      const answers = stream[Symbol.asyncIterator]();
+      const req = (r: Partial<WriteContentRequest>): WriteContentRequest => ({ action: WriteAction.STAT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data: Buffer.alloc(0), labels: {}, ...r });
+      stream.write(req({ action: WriteAction.STAT }));
+      await answers.next();
+      stream.write(req({ action: WriteAction.WRITE, data: data.subarray(0, half) }));
+      await answers.next();
+      stream.on("error", () => undefined);
+      stream.cancel();
+
+      const { source, opened } = recordingSource(data);
+      expect(await content.write(ref, blob, source, {})).toBe(data.length - half);
+      // Opened from 0 beside the STAT and let go unread, then opened where the ingest stopped.
+      expect(opened).toEqual([{ offset: 0, closed: true, finished: false }, { offset: half, closed: false, finished: true }]);
+      expect((await content.read(blob.digest)).equals(data)).toBe(true);
+    } finally {
+      await content.delete(blob.digest);
+      await content.abort(ref);
+    }
+  });
+
+  it("counts content that exists as written without reading the source to the end", async () => {
+    const data = randomBytes(64 * 1024);
+    const blob = blobOf(data);
+    try {
+      await content.write(`t-${blob.digest}`, blob, recordingSource(data).source, {});
+      const { source, opened } = recordingSource(data);
+      expect(await content.write(`t2-${blob.digest}`, blob, source, {})).toBe(0);
+      // Opened beside the STAT, which containerd answered "already exists", then let go unread.
+      expect(opened).toEqual([{ offset: 0, closed: true, finished: false }]);
+    } finally {
+      await content.delete(blob.digest);
+    }
+  });
+});

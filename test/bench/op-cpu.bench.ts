@@ -121,14 +121,28 @@ const allWorkloads: Array<{ name: string; n: number; run(t: Target, i: number): 
 const only = process.env.PODSHIM_BENCH_ONLY;
 const workloads = allWorkloads.filter((w) => !only || w.name.startsWith(only));
 
+/** Waits until each podshim has gone quiet after its start-up and setup (compiling, collecting,
+ * refilling its FIFO pool): under 20 ms of CPU in a second, for at most 30 s. */
+async function settled(): Promise<void> {
+  for (const t of targets.filter((x) => x.pid)) {
+    for (let i = 0; i < 30; i++) {
+      const before = cpuMs(t.pid!);
+      await new Promise((r) => setTimeout(r, 1000));
+      if (cpuMs(t.pid!) - before < 20) break;
+    }
+  }
+}
+
 it("CPU per operation: podshim vs containerd's CRI plugin", async () => {
+  await settled();
   const rows: string[] = [];
   const data: Record<string, Record<string, { own: number; programs: number; containerd: number; wallMs: number }>> = {};
   for (const w of workloads) {
     for (const t of targets) {
-      // Warm-up, not counted: V8 compiles a path's code the first few hundred times it runs,
-      // on this thread and its own, and that would land on whichever workload came first.
-      for (let i = 0; i < Math.min(w.n === READS ? 500 : 5, w.n); i++) await w.run(t, 10_000 + i);
+      // Warm-up, not counted: a fresh podshim's first few thousand calls cost 3-4x the steady
+      // state (V8 still compiling the serving path, on this thread and its own), which would
+      // land on whichever workload came first.
+      for (let i = 0; i < Math.min(w.n === READS ? 3000 : 5, w.n === READS ? 3000 : w.n); i++) await w.run(t, 10_000 + i);
       const before = cpuNow(t);
       const started = performance.now();
       for (let i = 0; i < w.n; i++) await w.run(t, i);

@@ -21,6 +21,7 @@ export const GrpcCode = {
   CANCELLED: 1,
   UNKNOWN: 2,
   DEADLINE_EXCEEDED: 4,
+  PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
@@ -138,7 +139,7 @@ export class UnaryChannel {
       });
       let trailers: IncomingHttpHeaders | undefined;
       stream.on("trailers", (t: IncomingHttpHeaders) => (trailers = t));
-      stream.on("error", (err: Error) => finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, `connection to ${this.opts.socket} failed: ${err.message}`)));
+      stream.on("error", (err: NodeJS.ErrnoException) => finish(streamFailure(err, stream.rstCode, this.opts.socket)));
       stream.on("close", () => {
         if (settled) return;
         const status = trailers ?? headerStatus;
@@ -211,6 +212,25 @@ export function timeoutHeader(ms: number): string {
     if (count <= 99_999_999) return `${count}${unit}`;
   }
   return "99999999H";
+}
+
+/**
+ * What a stream that failed before its status came means. A reset from the server carries an
+ * HTTP/2 error code, mapped much as gRPC maps them (REFUSED_STREAM: never processed, so
+ * UNAVAILABLE; a protocol error is a bug, INTERNAL), except that a CANCEL from the server (one
+ * going down) is UNAVAILABLE too: this caller cancelled nothing, and a call it cancels ends
+ * before its stream does. Anything else is the connection failing.
+ */
+function streamFailure(err: NodeJS.ErrnoException, rstCode: number | undefined, socket: string): GrpcStatusError {
+  if (err.code !== "ERR_HTTP2_STREAM_ERROR" || rstCode === undefined) {
+    return new GrpcStatusError(GrpcCode.UNAVAILABLE, `connection to ${socket} failed: ${err.message}`);
+  }
+  const c = http2.constants;
+  const code = rstCode === c.NGHTTP2_REFUSED_STREAM || rstCode === c.NGHTTP2_CANCEL ? GrpcCode.UNAVAILABLE
+    : rstCode === c.NGHTTP2_ENHANCE_YOUR_CALM ? GrpcCode.RESOURCE_EXHAUSTED
+    : rstCode === c.NGHTTP2_INADEQUATE_SECURITY ? GrpcCode.PERMISSION_DENIED
+    : GrpcCode.INTERNAL;
+  return new GrpcStatusError(code, `the server at ${socket} reset the call: ${err.message}`);
 }
 
 function frame(message: Uint8Array): Buffer {

@@ -29,6 +29,8 @@ function startServer(): Promise<void> {
     s.on("close", () => sessions.delete(s));
   });
   srv.on("stream", (stream, headers) => {
+    // A stream this server resets, or whose client went away, reports it here.
+    stream.on("error", () => undefined);
     const chunks: Buffer[] = [];
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("end", () => {
@@ -63,6 +65,12 @@ function startServer(): Promise<void> {
           return stream.end();
         case "/t.S/Drop":
           return stream.session?.destroy();
+        case "/t.S/ResetProtocol":
+          return stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+        case "/t.S/ResetRefused":
+          return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+        case "/t.S/ResetCancel":
+          return stream.close(http2.constants.NGHTTP2_CANCEL);
         case "/t.S/Hang":
           return undefined;
         default:
@@ -166,6 +174,15 @@ describe("UnaryChannel", () => {
 
     await startServer();
     expect((await call("Echo", Buffer.from("back"))).toString()).toBe("back");
+  });
+
+  it("maps a reset from the server: refused or cancelled by it is UNAVAILABLE, a protocol error INTERNAL", async () => {
+    expect((await statusOf(call("ResetRefused"))).code).toBe(GrpcCode.UNAVAILABLE);
+    expect((await statusOf(call("ResetCancel"))).code).toBe(GrpcCode.UNAVAILABLE);
+    const broken = await statusOf(call("ResetProtocol"));
+    expect(broken.code).toBe(GrpcCode.INTERNAL);
+    expect(broken.details).toContain("NGHTTP2_PROTOCOL_ERROR");
+    expect((await call("Echo")).toString()).toBe("hello");
   });
 
   it("runs many calls at once on the one connection", async () => {

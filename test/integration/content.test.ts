@@ -7,12 +7,16 @@ import { createHash, randomBytes } from "node:crypto";
 import { ContainerdClient } from "../../src/containerd/client.js";
 import { ContentStore } from "../../src/containerd/content.js";
 import { ContentService, WriteAction, type WriteContentRequest } from "../../src/gen/containerd/services/content/v1/content.js";
+import { LeasesService } from "../../src/gen/containerd/services/leases/v1/leases.js";
 import { createLogger } from "../../src/logger/logger.js";
 
 const bed = inject("bed");
 const NAMESPACE = `t-content-${randomBytes(3).toString("hex")}`;
 let client: ContainerdClient;
 let content: ContentStore;
+/** A lease holds what the tests write: content nothing refers to is the garbage collector's
+ * to take at any moment, between a write and the next step of a test too. */
+const held = { lease: `t-content-${randomBytes(4).toString("hex")}` };
 
 /** A source that records where it was opened from, whether it was read to the end or closed
  * early, and can fail after `failAfter` bytes (an interrupted download). */
@@ -45,12 +49,16 @@ function recordingSource(data: Buffer, failAfter?: number) {
 
 const blobOf = (data: Buffer) => ({ digest: `sha256:${createHash("sha256").update(data).digest("hex")}`, size: data.length });
 
-beforeAll(() => {
+beforeAll(async () => {
   client = new ContainerdClient({ socket: bed.containerdSocket, namespace: NAMESPACE, logger: createLogger("silent") });
   content = new ContentStore(client);
+  await client.call(LeasesService.create, { id: held.lease, labels: {} });
 });
 
-afterAll(() => client?.close());
+afterAll(async () => {
+  await client?.call(LeasesService.delete, { id: held.lease, sync: true }).catch(() => undefined);
+  client?.close();
+});
 
 describe("ContentStore.write", () => {
   it("writes a fresh blob from offset 0 and commits it with its labels", async () => {
@@ -58,7 +66,7 @@ describe("ContentStore.write", () => {
     const blob = blobOf(data);
     const { source, opened } = recordingSource(data);
     try {
-      expect(await content.write(`t-${blob.digest}`, blob, source, { "podshim.test/kind": "fresh" })).toBe(data.length);
+      expect(await content.write(`t-${blob.digest}`, blob, source, { "podshim.test/kind": "fresh" }, held)).toBe(data.length);
       expect(opened).toEqual([{ offset: 0, closed: false, finished: true }]);
       expect((await content.read(blob.digest)).equals(data)).toBe(true);
       expect((await content.info(blob.digest))?.labels).toMatchObject({ "podshim.test/kind": "fresh" });
@@ -73,9 +81,9 @@ describe("ContentStore.write", () => {
     const ref = `t-again-${randomBytes(4).toString("hex")}`;
     try {
       const first = recordingSource(data, 5 * 1024 * 1024);
-      await expect(content.write(ref, blob, first.source, {})).rejects.toThrow(/connection reset/);
+      await expect(content.write(ref, blob, first.source, {}, held)).rejects.toThrow(/connection reset/);
       const again = recordingSource(data);
-      expect(await content.write(ref, blob, again.source, {})).toBe(data.length);
+      expect(await content.write(ref, blob, again.source, {}, held)).toBe(data.length);
       expect(again.opened).toEqual([{ offset: 0, closed: false, finished: true }]);
       expect((await content.read(blob.digest)).equals(data)).toBe(true);
     } finally {
@@ -90,7 +98,7 @@ describe("ContentStore.write", () => {
     const half = 1024 * 1024;
     try {
       // Half the blob written under the ref, then the stream dropped without an abort.
-      const stream = client.duplex(ContentService.write);
+      const stream = client.duplex(ContentService.write, held);
       const answers = stream[Symbol.asyncIterator]();
       const req = (r: Partial<WriteContentRequest>): WriteContentRequest => ({ action: WriteAction.STAT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data: Buffer.alloc(0), labels: {}, ...r });
       stream.write(req({ action: WriteAction.STAT }));
@@ -101,7 +109,7 @@ describe("ContentStore.write", () => {
       stream.cancel();
 
       const { source, opened } = recordingSource(data);
-      expect(await content.write(ref, blob, source, {})).toBe(data.length - half);
+      expect(await content.write(ref, blob, source, {}, held)).toBe(data.length - half);
       // Opened from 0 beside the STAT and let go unread, then opened where the ingest stopped.
       expect(opened).toEqual([{ offset: 0, closed: true, finished: false }, { offset: half, closed: false, finished: true }]);
       expect((await content.read(blob.digest)).equals(data)).toBe(true);
@@ -115,9 +123,13 @@ describe("ContentStore.write", () => {
     const data = randomBytes(64 * 1024);
     const blob = blobOf(data);
     try {
-      await content.write(`t-${blob.digest}`, blob, recordingSource(data).source, {});
+      await content.write(`t-${blob.digest}`, blob, recordingSource(data).source, {}, held);
+      // A collection now (the lease keeps the blob; without it this is where it could go).
+      const gc = `t-gc-${randomBytes(4).toString("hex")}`;
+      await client.call(LeasesService.create, { id: gc, labels: {} });
+      await client.call(LeasesService.delete, { id: gc, sync: true });
       const { source, opened } = recordingSource(data);
-      expect(await content.write(`t2-${blob.digest}`, blob, source, {})).toBe(0);
+      expect(await content.write(`t2-${blob.digest}`, blob, source, {}, held)).toBe(0);
       // Opened beside the STAT, which containerd answered "already exists", then let go unread.
       expect(opened).toEqual([{ offset: 0, closed: true, finished: false }]);
     } finally {

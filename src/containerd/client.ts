@@ -4,7 +4,7 @@ import {
 } from "@grpc/grpc-js";
 import type { Logger } from "../logger/logger.js";
 import { fromContainerdError } from "./errors.js";
-import { GrpcCode, UnaryChannel } from "./unary-channel.js";
+import { GrpcCode, GrpcStatusError, UnaryChannel } from "./unary-channel.js";
 
 /** What ts-proto generates for each method of a grpc-js service definition. */
 export interface MethodDef<Req, Res> {
@@ -85,39 +85,40 @@ export class ContainerdClient {
     });
   }
 
+  /** The namespace and lease headers a call carries. */
   private headers(opts: CallOptions): Record<string, string> {
     const ns = opts.namespace === undefined ? this.namespace : opts.namespace;
-    if (ns === null) return opts.lease ? { [LEASE_HEADER]: opts.lease } : {};
-    return opts.lease ? { [NAMESPACE_HEADER]: ns, [LEASE_HEADER]: opts.lease } : { [NAMESPACE_HEADER]: ns };
+    const headers: Record<string, string> = {};
+    if (ns !== null) headers[NAMESPACE_HEADER] = ns;
+    if (opts.lease) headers[LEASE_HEADER] = opts.lease;
+    return headers;
   }
 
+  /** The same headers for a grpc-js stream. */
   private metadata(opts: CallOptions): Metadata {
     const md = new Metadata();
-    const ns = opts.namespace === undefined ? this.namespace : opts.namespace;
-    if (ns !== null) md.set(NAMESPACE_HEADER, ns);
-    if (opts.lease) md.set(LEASE_HEADER, opts.lease);
+    for (const [key, value] of Object.entries(this.headers(opts))) md.set(key, value);
     return md;
   }
 
-  private grpcOptions(opts: CallOptions, timeoutDefault: number | undefined): Partial<GrpcCallOptions> {
-    const timeout = opts.timeoutMs ?? timeoutDefault;
-    return timeout === undefined ? {} : { deadline: Date.now() + timeout };
+  /** Streams have no deadline unless the caller gives one. */
+  private streamOptions(opts: CallOptions): Partial<GrpcCallOptions> {
+    return opts.timeoutMs === undefined ? {} : { deadline: Date.now() + opts.timeoutMs };
   }
 
   /** A unary call. Rejects with a typed podshim error. */
   async call<Req, Res>(def: MethodDef<Req, Res>, request: Req, opts: CallOptions = {}): Promise<Res> {
     const started = performance.now();
-    const timeout = opts.timeoutMs ?? this.defaultTimeoutMs;
     let code: number = GrpcCode.OK;
     try {
       const answer = await this.unary.call(def.path, def.requestSerialize(request), {
         headers: this.headers(opts),
-        deadline: Date.now() + timeout,
+        deadline: Date.now() + (opts.timeoutMs ?? this.defaultTimeoutMs),
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
       return def.responseDeserialize(answer);
     } catch (err) {
-      code = typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : GrpcCode.INTERNAL;
+      code = err instanceof GrpcStatusError ? err.code : GrpcCode.INTERNAL;
       throw fromContainerdError(err, methodName(def.path), this.socket);
     } finally {
       this.observe?.(def.path, code, (performance.now() - started) / 1000);
@@ -128,7 +129,7 @@ export class ContainerdClient {
   serverStream<Req, Res>(def: MethodDef<Req, Res>, request: Req, opts: CallOptions = {}): ClientReadableStream<Res> {
     const stream = this.grpc.makeServerStreamRequest(
       def.path, (v: Req) => def.requestSerialize(v), (b: Buffer) => def.responseDeserialize(b),
-      request, this.metadata(opts), this.grpcOptions(opts, undefined),
+      request, this.metadata(opts), this.streamOptions(opts),
     );
     opts.signal?.addEventListener("abort", () => stream.cancel(), { once: true });
     return stream;
@@ -138,7 +139,7 @@ export class ContainerdClient {
   duplex<Req, Res>(def: MethodDef<Req, Res>, opts: CallOptions = {}): ClientDuplexStream<Req, Res> {
     const stream = this.grpc.makeBidiStreamRequest(
       def.path, (v: Req) => def.requestSerialize(v), (b: Buffer) => def.responseDeserialize(b),
-      this.metadata(opts), this.grpcOptions(opts, undefined),
+      this.metadata(opts), this.streamOptions(opts),
     );
     opts.signal?.addEventListener("abort", () => stream.cancel(), { once: true });
     return stream;

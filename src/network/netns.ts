@@ -3,6 +3,7 @@ import { lstat, statfs, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { AlreadyExistsError, InternalError, InvalidArgumentError } from "../errors/errors.js";
 import { haveBuiltins, runProgram, type ProgramOptions, type ProgramResult } from "../util/exec.js";
+import { unmountLazily } from "../util/mount.js";
 
 /** Where `ip netns` pins namespaces: a bind mount of the namespace file per name. */
 export const NETNS_RUN_DIR = "/run/netns";
@@ -62,7 +63,7 @@ export async function deleteNetns(pathOrName: string): Promise<void> {
   }
   if (!(await exists(path))) return;
   // Not mounted (any more) is fine: umount's failure only matters if unlink fails too.
-  const umount = await runProgram("umount", ["-l", path], { timeoutMs: IP_TIMEOUT_MS, what: `umount -l ${path}`, builtin: { cmd: "@umount-lazy", args: [path] } });
+  const umount = await unmountLazily(path);
   try {
     await unlink(path);
   } catch (err) {
@@ -117,8 +118,8 @@ export async function runInNetns(
 }
 
 /** `ip` with these arguments, or the native spawner's built-in program that does the same. */
-function ip(args: string[], builtin: ProgramOptions["builtin"]): Promise<ProgramResult> {
-  return runProgram("ip", args, { timeoutMs: IP_TIMEOUT_MS, what: `ip ${args.join(" ")}`, ...(builtin ? { builtin } : {}) });
+function ip(args: string[], builtin: NonNullable<ProgramOptions["builtin"]>): Promise<ProgramResult> {
+  return runProgram("ip", args, { timeoutMs: IP_TIMEOUT_MS, what: `ip ${args.join(" ")}`, builtin });
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -111,9 +111,10 @@ export class NetworkService {
   /**
    * Wires a pod into the current CNI network: lo up (by the spawner, else by the CNI loopback
    * plugin), then the network's ADD with the pod's identity in CNI_ARGS and its port
-   * mappings, bandwidth annotations and the node's pod CIDR as capabilities. The config, runtime args and result are cached for DEL. A failed
-   * ADD is undone (DEL) before the error is thrown, so no IP lease, veth or iptables rule
-   * outlives it; the caller may still call tearDownPod, which is then a no-op DEL.
+   * mappings, bandwidth annotations and the node's pod CIDR as capabilities. The config,
+   * runtime args and result are cached for DEL. A failed ADD is undone (DEL) before the error
+   * is thrown, so no IP lease, veth or iptables rule outlives it; the caller may still call
+   * tearDownPod, which is then a no-op DEL.
    *
    * Errors: FailedPreconditionError when there is no usable network config or a plugin
    * binary is missing; InvalidArgumentError for a malformed port mapping or bandwidth

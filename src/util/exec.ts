@@ -30,9 +30,9 @@ export interface ProgramOptions {
 
 /**
  * The native spawner's built-in programs (scripts/spawner/spawner.c has what each does): the
- * syscalls of `ip netns add`, `ip netns delete`, `mount -t tmpfs` and `umount -l`, made by a
- * fork of the spawner instead of an exec of those binaries, which costs several milliseconds
- * of CPU each on every pod start and stop.
+ * syscalls of `ip netns add`, `ip netns delete`, the CNI loopback plugin's ADD, `mount -t tmpfs`
+ * and `umount -l`, made by a fork of the spawner instead of an exec of those binaries, which
+ * costs several milliseconds of CPU each on every pod start and stop.
  */
 export type BuiltinProgram = "@netns-add" | "@netns-delete" | "@netns-lo-up" | "@mount-tmpfs" | "@umount-lazy";
 

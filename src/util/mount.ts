@@ -1,7 +1,7 @@
 import { lstat, mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { InternalError } from "../errors/errors.js";
-import { defaultEnv, runProgram } from "./exec.js";
+import { defaultEnv, runProgram, type ProgramResult } from "./exec.js";
 import { removeTree } from "./remove.js";
 
 /** Mounts a tmpfs at `path` (created if missing). */
@@ -34,10 +34,16 @@ export async function isMountPoint(path: string): Promise<boolean> {
   return mounts.split("\n").some((line) => line.split(" ")[1] === path);
 }
 
+/** `umount -l path` (the spawner's built-in where it can): a busy mount cannot block it.
+ * Resolves with how it ended; a path that is not mounted is a non-zero exit. */
+export function unmountLazily(path: string): Promise<ProgramResult> {
+  return runProgram("umount", ["-l", path], { timeoutMs: 10_000, what: `umount -l ${path}`, env: defaultEnv(), builtin: { cmd: "@umount-lazy", args: [path] } });
+}
+
 /** Unmounts `path` if it is a mount point (lazily, so a busy one cannot block), then removes it. */
 export async function unmountAndRemove(path: string): Promise<void> {
   if (await isMountPoint(path)) {
-    const res = await runProgram("umount", ["-l", path], { timeoutMs: 10_000, what: `umount ${path}`, env: defaultEnv(), builtin: { cmd: "@umount-lazy", args: [path] } });
+    const res = await unmountLazily(path);
     if (res.code !== 0 && (await isMountPoint(path))) throw new InternalError(`umount ${path} failed: ${res.stderr.trim()}`);
   }
   await removeTree(path);

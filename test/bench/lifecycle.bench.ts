@@ -25,7 +25,7 @@ import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { buildImage, pushImage } from "../bed/oci.js";
 import { busyboxLayer } from "../bed/images.js";
 import { benchPodConfig, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
-import { cpuMs, helperPids, podshimMemory } from "./measure.js";
+import { podshimMemory, runtimeCpu, type RuntimeCpu } from "./measure.js";
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
 const bed = inject("bed");
@@ -72,8 +72,7 @@ const rss: Array<{ podshim: number; helpers: number }> = [];
  * it ran, and containerd's. Shims and runc are in neither: both runtimes start the same shim
  * for the same work.
  */
-interface CpuMs { runtime: number; programs: number; containerd: number }
-const cpu: Record<Target["label"], CpuMs[]> = { podshim: [], containerd: [], baseline: [] };
+const cpu: Record<Target["label"], RuntimeCpu[]> = { podshim: [], containerd: [], baseline: [] };
 
 beforeAll(async () => {
   net = testNetwork(base);
@@ -202,12 +201,9 @@ async function execs(t: Target, s: Samples): Promise<void> {
 }
 
 /** The CPU ms so far of the runtime t stands for (see `cpu`). */
-function runtimeCpu(t: Target): CpuMs {
-  const containerd = cpuMs(builtin.containerd.pid, true);
+function cpuOf(t: Target): RuntimeCpu {
   const shim = t.label === "podshim" ? podshim : t.label === "baseline" ? baseline : undefined;
-  if (!shim) return { runtime: 0, programs: 0, containerd };
-  const pid = shim.process.pid!;
-  return { runtime: cpuMs(pid), programs: helperPids(pid).reduce((a, k) => a + cpuMs(k, true), 0), containerd };
+  return runtimeCpu(builtin.containerd.pid, shim?.process.pid);
 }
 
 async function round(t: Target, pullRefs: string[]): Promise<void> {
@@ -215,15 +211,15 @@ async function round(t: Target, pullRefs: string[]): Promise<void> {
   const idle = probe(t, s.idle);
   await new Promise((r) => setTimeout(r, 2000));
   await idle.stop();
-  const before = runtimeCpu(t);
+  const before = cpuOf(t);
   const loaded = probe(t, s.underLoad);
   await pods(t, s.ops);
   await containers(t, s.ops);
   await loaded.stop();
   await images(t, s.ops, pullRefs);
   await execs(t, s.ops);
-  const after = runtimeCpu(t);
-  cpu[t.label].push({ runtime: after.runtime - before.runtime, programs: after.programs - before.programs, containerd: after.containerd - before.containerd });
+  const after = cpuOf(t);
+  cpu[t.label].push({ own: after.own - before.own, programs: after.programs - before.programs, containerd: after.containerd - before.containerd });
   if (t.label === "podshim") {
     const pid = podshim.process.pid!;
     rss.push(podshimMemory(pid));
@@ -279,9 +275,9 @@ function table(): string {
   }
   lines.push(`\npodshim RSS after each round (MB, podshim + helper processes): ${rss.map((r) => `${r.podshim} + ${r.helpers}`).join(", ")}`);
   const secs = (ms: number) => (ms / 1000).toFixed(1);
-  const cpuOf = (label: Target["label"]) => cpu[label].map((c) => (label === "containerd" ? secs(c.containerd) : `${secs(c.runtime)} + ${secs(c.programs)} + ${secs(c.containerd)} = ${secs(c.runtime + c.programs + c.containerd)}`)).join(", ");
-  lines.push(`CPU s per round: podshim + its spawner and the programs it ran + containerd: ${cpuOf("podshim")}; containerd with its CRI plugin and the CNI plugins it ran: ${cpuOf("containerd")}`);
-  if (BASELINE) lines.push(`CPU s per round, baseline build (same parts): ${cpuOf("baseline")}`);
+  const perRound = (label: Target["label"]) => cpu[label].map((c) => (label === "containerd" ? secs(c.containerd) : `${secs(c.own)} + ${secs(c.programs)} + ${secs(c.containerd)} = ${secs(c.own + c.programs + c.containerd)}`)).join(", ");
+  lines.push(`CPU s per round: podshim + its spawner and the programs it ran + containerd: ${perRound("podshim")}; containerd with its CRI plugin and the CNI plugins it ran: ${perRound("containerd")}`);
+  if (BASELINE) lines.push(`CPU s per round, baseline build (same parts): ${perRound("baseline")}`);
   return lines.join("\n");
 }
 

@@ -112,3 +112,17 @@ export function cpuMs(pid: number, children = false): number {
 }
 /** USER_HZ: 100 on every Linux architecture podshim builds for. */
 const CLOCK_TICKS = 100;
+
+/** CPU ms a runtime has used so far: podshim's own (0 for containerd's CRI, which has no
+ * podshim), its spawner's with the programs it ran, and containerd's with its children. */
+export interface RuntimeCpu {
+  own: number;
+  programs: number;
+  containerd: number;
+}
+
+export function runtimeCpu(containerdPid: number, podshimPid?: number): RuntimeCpu {
+  const containerd = cpuMs(containerdPid, true);
+  if (podshimPid === undefined) return { own: 0, programs: 0, containerd };
+  return { own: cpuMs(podshimPid), programs: helperPids(podshimPid).reduce((a, k) => a + cpuMs(k, true), 0), containerd };
+}

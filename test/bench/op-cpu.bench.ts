@@ -16,7 +16,7 @@ import type { CriClient } from "../support/cri-client.js";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { benchPodConfig, startBuiltinCri, type BuiltinCri } from "./builtin-cri.js";
-import { cpuMs, helperPids } from "./measure.js";
+import { cpuMs, runtimeCpu } from "./measure.js";
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
 const bed = inject("bed");
@@ -82,12 +82,6 @@ afterAll(async () => {
   rmSync(base, { recursive: true, force: true });
 }, 300_000);
 
-/** CPU ms so far: the runtime's own (podshim; 0 for containerd's CRI), its programs', containerd's. */
-function cpuNow(t: Target): { own: number; programs: number; containerd: number } {
-  const containerd = cpuMs(builtin.containerd.pid, true);
-  if (!t.pid) return { own: 0, programs: 0, containerd };
-  return { own: cpuMs(t.pid), programs: helperPids(t.pid).reduce((a, k) => a + cpuMs(k, true), 0), containerd };
-}
 
 const allWorkloads: Array<{ name: string; n: number; run(t: Target, i: number): Promise<unknown> }> = [
   { name: "ContainerStatus", n: READS, run: (t) => t.cri.runtime("ContainerStatus", { container_id: t.anchor.container }) },
@@ -143,10 +137,10 @@ it("CPU per operation: podshim vs containerd's CRI plugin", async () => {
       // state (V8 still compiling the serving path, on this thread and its own), which would
       // land on whichever workload came first.
       for (let i = 0; i < Math.min(w.n === READS ? 3000 : 5, w.n === READS ? 3000 : w.n); i++) await w.run(t, 10_000 + i);
-      const before = cpuNow(t);
+      const before = runtimeCpu(builtin.containerd.pid, t.pid);
       const started = performance.now();
       for (let i = 0; i < w.n; i++) await w.run(t, i);
-      const after = cpuNow(t);
+      const after = runtimeCpu(builtin.containerd.pid, t.pid);
       (data[w.name] ??= {})[t.label] = {
         own: (after.own - before.own) / w.n, programs: (after.programs - before.programs) / w.n,
         containerd: (after.containerd - before.containerd) / w.n, wallMs: (performance.now() - started) / w.n,

@@ -109,8 +109,17 @@ function generator(r: () => number) {
   const number = () => pick(NUMBERS);
   const PORTS = [0, -1, 1, 80, 65535, 65536, 70000, 2147483647, -2147483648];
   const hex = () => Array.from({ length: 64 }, () => pick("0123456789abcdef".split(""))).join("");
-  const sandboxIdFor = (own: boolean) => (own ? pick([pod, pod.slice(0, 12), hostile(), hex()]) : pick([hostile(), hex(), "0".repeat(64), hex().slice(0, 5)]));
-  const containerIdFor = (own: boolean) => (own ? pick([ctr, ctr.slice(0, 12), hostile(), hex()]) : pick([hostile(), hex(), "0".repeat(64)]));
+  // Ids resolve by unique prefix, as crictl users type them: a foreign id that happens to be
+  // a prefix of the suite's own pod or container (a hostile "0", a random word "8d") would
+  // stop or remove it, so those are drawn again.
+  const foreign = (draw: () => string) => {
+    for (;;) {
+      const id = draw();
+      if (id === "" || (!pod.startsWith(id) && !ctr.startsWith(id))) return id;
+    }
+  };
+  const sandboxIdFor = (own: boolean) => (own ? pick([pod, pod.slice(0, 12), hostile(), hex()]) : foreign(() => pick([hostile(), hex(), "0".repeat(64), hex().slice(0, 5)])));
+  const containerIdFor = (own: boolean) => (own ? pick([ctr, ctr.slice(0, 12), hostile(), hex()]) : foreign(() => pick([hostile(), hex(), "0".repeat(64)])));
   const map = () => (chance(0.5) ? {} : Object.fromEntries(Array.from({ length: int(1, 3) }, () => [hostile(), hostile()])));
   const CIDRS = ["10.0.0.0/33", "300.1.1.1/24", "::/129", "abc", "10.0.0.0", "10.0.0.0/8,fd00::/8", "-1", "10.10.0.0/16", "fd00::/64", "", "1.2.3.4/-1", "1.2.3.4/08"];
   const REFS = [

@@ -1,10 +1,10 @@
 import {
   Client, Metadata, credentials,
-  type CallOptions as GrpcCallOptions, type Interceptor, type ClientReadableStream, type ClientDuplexStream,
+  type CallOptions as GrpcCallOptions, type Interceptor, type ClientReadableStream,
 } from "@grpc/grpc-js";
 import type { Logger } from "../logger/logger.js";
 import { fromContainerdError } from "./errors.js";
-import { GrpcCode, GrpcStatusError, UnaryChannel } from "./unary-channel.js";
+import { GrpcCode, GrpcStatusError, GrpcChannel } from "./grpc-channel.js";
 
 /** What ts-proto generates for each method of a grpc-js service definition. */
 export interface MethodDef<Req, Res> {
@@ -32,7 +32,7 @@ export interface ContainerdClientOptions {
   defaultTimeoutMs?: number;
   /** grpc-js client interceptors (metrics) run on every streaming call. */
   interceptors?: Interceptor[];
-  /** Told of every unary call's end: its path, gRPC status code and duration (metrics). */
+  /** Told of every call's end made outside grpc-js: its path, gRPC status code and duration (metrics). */
   observe?: (path: string, code: number, seconds: number) => void;
 }
 
@@ -50,17 +50,17 @@ const LEASE_HEADER = "containerd-lease";
 
 /**
  * The only door to containerd: every call stamped with the namespace and a deadline, every
- * failure turned into a typed error. Unary calls, the many small ones, go through a lean
- * HTTP/2 channel of their own (unary-channel.ts), which connects again on the first call after
- * containerd came back. Streams go through grpc-js, which reconnects by itself; the short
- * backoff below makes a restarted containerd usable within a second instead of after the
- * default two minutes.
+ * failure turned into a typed error. Unary calls, the many small ones, and content writes, the
+ * bulk ones, go through a lean HTTP/2 channel of their own (grpc-channel.ts), which connects
+ * again on the first call after containerd came back. The other streams go through grpc-js,
+ * which reconnects by itself; the short backoff below makes a restarted containerd usable
+ * within a second instead of after the default two minutes.
  */
 export class ContainerdClient {
   readonly socket: string;
   readonly namespace: string;
   private readonly grpc: Client;
-  private readonly unary: UnaryChannel;
+  private readonly channel: GrpcChannel;
   private readonly defaultTimeoutMs: number;
   private readonly logger: Logger;
   private readonly observe: ContainerdClientOptions["observe"];
@@ -71,7 +71,7 @@ export class ContainerdClient {
     this.logger = opts.logger;
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 30_000;
     this.observe = opts.observe;
-    this.unary = new UnaryChannel({ socket: opts.socket, maxReceiveBytes: MAX_MESSAGE, windowBytes: WINDOW });
+    this.channel = new GrpcChannel({ socket: opts.socket, maxReceiveBytes: MAX_MESSAGE, windowBytes: WINDOW });
     this.grpc = new Client(`unix://${opts.socket}`, credentials.createInsecure(), {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1000,
@@ -111,7 +111,7 @@ export class ContainerdClient {
     const started = performance.now();
     let code: number = GrpcCode.OK;
     try {
-      const answer = await this.unary.call(def.path, def.requestSerialize(request), {
+      const answer = await this.channel.call(def.path, def.requestSerialize(request), {
         headers: this.headers(opts),
         deadline: Date.now() + (opts.timeoutMs ?? this.defaultTimeoutMs),
         ...(opts.signal ? { signal: opts.signal } : {}),
@@ -135,14 +135,23 @@ export class ContainerdClient {
     return stream;
   }
 
-  /** A bidirectional call (Content.Write). No default deadline. */
-  duplex<Req, Res>(def: MethodDef<Req, Res>, opts: CallOptions = {}): ClientDuplexStream<Req, Res> {
-    const stream = this.grpc.makeBidiStreamRequest(
-      def.path, (v: Req) => def.requestSerialize(v), (b: Buffer) => def.responseDeserialize(b),
-      this.metadata(opts), this.streamOptions(opts),
-    );
-    opts.signal?.addEventListener("abort", () => stream.cancel(), { once: true });
-    return stream;
+  /** A bidirectional call (Content.Write). No default deadline. Fails with typed errors. */
+  bidi<Req, Res>(def: MethodDef<Req, Res>, opts: CallOptions = {}): ContainerdBidi<Req, Res> {
+    const started = performance.now();
+    const call = this.channel.bidi(def.path, {
+      headers: this.headers(opts),
+      ...(opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onEnd: (code) => this.observe?.(def.path, code, (performance.now() - started) / 1000),
+    });
+    const typed = (err: unknown) => fromContainerdError(err, methodName(def.path), this.socket);
+    return {
+      send: (req) => call.send([def.requestSerialize(req)]).catch((err: unknown) => Promise.reject(typed(err))),
+      sendEncoded: (parts) => call.send(parts).catch((err: unknown) => Promise.reject(typed(err))),
+      next: () => call.next().then((m) => (m === undefined ? undefined : def.responseDeserialize(m)), (err: unknown) => Promise.reject(typed(err))),
+      end: () => call.end(),
+      cancel: () => call.cancel(),
+    };
   }
 
   /** Maps a stream's error the same way unary errors are mapped. */
@@ -151,10 +160,22 @@ export class ContainerdClient {
   }
 
   close(): void {
-    this.unary.close();
+    this.channel.close();
     this.grpc.close();
     this.logger.debug({ socket: this.socket }, "containerd connection closed");
   }
+}
+
+/** A bidirectional containerd call; every failure is a typed podshim error. */
+export interface ContainerdBidi<Req, Res> {
+  send(req: Req): Promise<void>;
+  /** One message already encoded, as parts written in order without a copy (a content
+   * write's header, then the data it carries). */
+  sendEncoded(parts: readonly Uint8Array[]): Promise<void>;
+  /** The next answer; undefined once containerd ended the call with OK. */
+  next(): Promise<Res | undefined>;
+  end(): void;
+  cancel(): void;
 }
 
 /** "/containerd.services.containers.v1.Containers/Get" -> "Containers.Get" */

@@ -1,9 +1,9 @@
-import { ContentService, WriteAction, type Info, type WriteContentRequest, type WriteContentResponse } from "../gen/containerd/services/content/v1/content.js";
+import { ContentService, WriteAction, WriteContentRequest, type Info } from "../gen/containerd/services/content/v1/content.js";
 import { isAlreadyExists, isNotFound } from "../errors/errors.js";
 import type { CallOptions, ContainerdClient } from "./client.js";
 
-// containerd's content service takes writes in messages; 1 MiB keeps each well under the
-// gRPC message limit while keeping per-message overhead negligible.
+// containerd's content service takes writes in messages; 4 MiB keeps each well under the
+// 16 MiB containerd accepts while keeping per-message overhead negligible.
 const CHUNK = 4 * 1024 * 1024;
 
 export interface BlobRef {
@@ -82,31 +82,9 @@ export class ContentStore {
    * Returns the number of bytes this call transferred.
    */
   async write(ref: string, blob: BlobRef, source: BlobSource, labels: Record<string, string>, opts: CallOptions = {}): Promise<number> {
-    const stream = this.client.duplex(ContentService.write, opts);
-    // The first error of the stream, so a send waiting for 'drain' fails instead of hanging.
-    let failed: unknown;
-    const failures = new Set<(err: unknown) => void>();
-    stream.on("error", (err) => {
-      failed ??= err;
-      for (const f of failures) f(err);
-    });
-    const responses = stream[Symbol.asyncIterator]() as AsyncIterator<WriteContentResponse>;
-    const send = (req: Partial<WriteContentRequest>) =>
-      new Promise<void>((resolve, reject) => {
-        if (failed !== undefined) return reject(failed);
-        const full: WriteContentRequest = { action: WriteAction.STAT, ref, total: 0n, expected: "", offset: 0n, data: Buffer.alloc(0), labels: {}, ...req };
-        if (stream.write(full)) return resolve();
-        const onFail = (err: unknown) => {
-          stream.off("drain", onDrain);
-          reject(err);
-        };
-        const onDrain = () => {
-          failures.delete(onFail);
-          resolve();
-        };
-        failures.add(onFail);
-        stream.once("drain", onDrain);
-      });
+    const call = this.client.bidi(ContentService.write, opts);
+    const request = (req: Partial<WriteContentRequest>): WriteContentRequest =>
+      ({ action: WriteAction.STAT, ref, total: 0n, expected: "", offset: 0n, data: EMPTY, labels: {}, ...req });
     let sent = 0;
     // The source opens from 0 while containerd answers the STAT (a download's first bytes and
     // containerd's answer each take a round trip): nearly every write is a fresh one. An
@@ -114,10 +92,10 @@ export class ContentStore {
     let early: Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>> | undefined = source(0);
     early.catch(() => undefined);
     try {
-      await send({ action: WriteAction.STAT, total: BigInt(blob.size), expected: blob.digest });
-      const stat = await responses.next();
-      if (stat.done) throw new Error("containerd closed the content write before answering");
-      let offset = Number(stat.value.offset);
+      await call.send(request({ action: WriteAction.STAT, total: BigInt(blob.size), expected: blob.digest }));
+      const stat = await call.next();
+      if (!stat) throw new Error("containerd closed the content write before answering");
+      let offset = Number(stat.offset);
       if (offset > blob.size) offset = 0;
       const opened = offset === 0 && blob.size > 0 ? early : undefined;
       if (!opened) await discard(early);
@@ -125,28 +103,33 @@ export class ContentStore {
 
       // Every request is answered; read the answers as they come so nothing piles up.
       const drainAnswers = (async () => {
-        for (;;) if ((await responses.next()).done) return;
+        while ((await call.next()) !== undefined);
       })();
       drainAnswers.catch(() => undefined);
 
       if (offset < blob.size) {
-        // Sources deliver small pieces (an HTTP body comes in ~64 KiB); containerd answers
-        // every message, so gather them into CHUNK-sized writes.
+        // Sources deliver small pieces (an HTTP body comes in ~64 KiB) and containerd answers
+        // every message, so pieces are gathered into CHUNK-sized messages. The pieces
+        // themselves go out as they are: the message is its encoded header (action, ref,
+        // offset, then the data field's tag and length) followed by them.
         let pending: Uint8Array[] = [];
         let pendingBytes = 0;
         const flush = async () => {
           if (pendingBytes === 0) return;
-          const data = pending.length === 1 ? Buffer.from(pending[0]!) : Buffer.concat(pending, pendingBytes);
+          const head = WriteContentRequest.encode(request({ action: WriteAction.WRITE, offset: BigInt(offset) }))
+            .uint32(DATA_FIELD_TAG).uint32(pendingBytes).finish();
+          const parts = [head, ...pending];
+          const length = pendingBytes;
           pending = [];
           pendingBytes = 0;
-          await send({ action: WriteAction.WRITE, offset: BigInt(offset), data });
-          offset += data.length;
-          sent += data.length;
+          await call.sendEncoded(parts);
+          offset += length;
+          sent += length;
         };
         for await (const piece of await (opened ?? source(offset))) {
           for (let at = 0; at < piece.length; ) {
             const take = Math.min(CHUNK - pendingBytes, piece.length - at);
-            pending.push(piece.subarray(at, at + take));
+            pending.push(at === 0 && take === piece.length ? piece : piece.subarray(at, at + take));
             pendingBytes += take;
             at += take;
             if (pendingBytes >= CHUNK) await flush();
@@ -154,12 +137,12 @@ export class ContentStore {
         }
         await flush();
       }
-      await send({ action: WriteAction.COMMIT, offset: BigInt(offset), total: BigInt(blob.size), expected: blob.digest, labels });
-      stream.end();
+      await call.send(request({ action: WriteAction.COMMIT, offset: BigInt(offset), total: BigInt(blob.size), expected: blob.digest, labels }));
+      call.end();
       await drainAnswers;
       return sent;
     } catch (err) {
-      stream.cancel();
+      call.cancel();
       if (early) await discard(early);
       const typed = this.client.streamError(ContentService.write, err);
       if (isAlreadyExists(typed)) return sent;
@@ -168,6 +151,10 @@ export class ContentStore {
     }
   }
 }
+
+const EMPTY = Buffer.alloc(0);
+/** WriteContentRequest.data is field 6, length-delimited: (6 << 3) | 2. */
+const DATA_FIELD_TAG = 50;
 
 /** Closes a source that was opened and will not be read (an HTTP body is released). */
 async function discard(source: Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>): Promise<void> {

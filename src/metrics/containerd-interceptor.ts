@@ -27,7 +27,7 @@ export const containerdMetricsInterceptor: Interceptor = (options, nextCall) => 
   });
 };
 
-/** The same record for a unary call made outside grpc-js (containerd/unary-channel.ts). */
+/** The same record for a unary call made outside grpc-js (containerd/grpc-channel.ts). */
 export function observeContainerdUnaryCall(path: string, code: number, seconds: number): void {
   const [service, method] = splitPath(path);
   observeContainerdCall(service, method, CODE_NAMES.get(code) ?? String(code), seconds);

@@ -1,6 +1,6 @@
 // Latency sampling for benchmarks: run an async operation many times with a fixed
 // concurrency and report percentiles.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export interface Latency {
@@ -110,6 +110,20 @@ export function cpuMs(pid: number, children = false): number {
   const [utime, stime, cutime, cstime] = [f[11]!, f[12]!, f[13]!, f[14]!];
   return ((utime + stime + (children ? cutime + cstime : 0)) * 1000) / CLOCK_TICKS;
 }
+/** The pid of the one running process whose command line holds `fragment` (the bed's
+ * containerd, by its directory). */
+export function pidWithArg(fragment: string): number {
+  const hits = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((d) => {
+    try {
+      return readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0").some((a) => a.includes(fragment));
+    } catch {
+      return false;
+    }
+  });
+  if (hits.length !== 1) throw new Error(`${hits.length} processes name ${fragment} on their command line`);
+  return Number(hits[0]);
+}
+
 /** USER_HZ: 100 on every Linux architecture podshim builds for. */
 const CLOCK_TICKS = 100;
 

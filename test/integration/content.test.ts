@@ -98,15 +98,13 @@ describe("ContentStore.write", () => {
     const half = 1024 * 1024;
     try {
       // Half the blob written under the ref, then the stream dropped without an abort.
-      const stream = client.duplex(ContentService.write, held);
-      const answers = stream[Symbol.asyncIterator]();
+      const call = client.bidi(ContentService.write, held);
       const req = (r: Partial<WriteContentRequest>): WriteContentRequest => ({ action: WriteAction.STAT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data: Buffer.alloc(0), labels: {}, ...r });
-      stream.write(req({ action: WriteAction.STAT }));
-      await answers.next();
-      stream.write(req({ action: WriteAction.WRITE, data: data.subarray(0, half) }));
-      await answers.next();
-      stream.on("error", () => undefined);
-      stream.cancel();
+      await call.send(req({ action: WriteAction.STAT }));
+      await call.next();
+      await call.send(req({ action: WriteAction.WRITE, data: data.subarray(0, half) }));
+      await call.next();
+      call.cancel();
 
       const { source, opened } = recordingSource(data);
       expect(await content.write(ref, blob, source, {}, held)).toBe(data.length - half);

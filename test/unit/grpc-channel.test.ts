@@ -1,11 +1,13 @@
-// UnaryChannel against a real HTTP/2 server on a unix socket that answers as a gRPC server
-// does (and misbehaves on request): framing, statuses, deadlines, cancels, lost connections.
+// GrpcChannel against a real HTTP/2 server on a unix socket that answers as a gRPC server
+// does (and misbehaves on request): framing, statuses, deadlines, cancels, lost connections;
+// unary calls and bidirectional ones.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import http2, { type Http2Server, type ServerHttp2Session } from "node:http2";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GrpcCode, GrpcStatusError, UnaryChannel, timeoutHeader } from "../../src/containerd/unary-channel.js";
+import { GrpcCode, GrpcStatusError, GrpcChannel, timeoutHeader } from "../../src/containerd/grpc-channel.js";
 
 /** A gRPC length-prefixed message: flag (1 = compressed), 4-byte big-endian length, bytes. */
 function framed(msg: Buffer, flag = 0): Buffer {
@@ -19,7 +21,7 @@ let dir: string;
 let socket: string;
 let server: Http2Server | undefined;
 const sessions = new Set<ServerHttp2Session>();
-let channel: UnaryChannel;
+let channel: GrpcChannel;
 
 /** A server whose methods say how it answers. */
 function startServer(): Promise<void> {
@@ -31,6 +33,7 @@ function startServer(): Promise<void> {
   srv.on("stream", (stream, headers) => {
     // A stream this server resets, or whose client went away, reports it here.
     stream.on("error", () => undefined);
+    if (String(headers[":path"]).startsWith("/t.B/")) return bidiMethod(String(headers[":path"]), stream);
     const chunks: Buffer[] = [];
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("end", () => {
@@ -82,6 +85,53 @@ function startServer(): Promise<void> {
   return new Promise((resolve) => srv.listen(socket, resolve));
 }
 
+const ALREADY_EXISTS = 6;
+
+/** Resets the server saw on bidirectional calls, by path. */
+const resets = new Map<string, number>();
+let resetSeen: () => void = () => undefined;
+
+/**
+ * Bidirectional methods: every whole message the client sends is answered as it arrives.
+ * Echo answers with the message's length and sha256; FailAfterOne ends the call with
+ * ALREADY_EXISTS after the first; Slow reads one piece at a time, a turn of the loop apart, so
+ * the client's sends wait for the window.
+ */
+function bidiMethod(path: string, stream: http2.ServerHttp2Stream): void {
+  stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+  let status = { "grpc-status": "0" } as Record<string, string>;
+  stream.on("wantTrailers", () => stream.sendTrailers(status));
+  stream.on("close", () => {
+    if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
+      resets.set(path, stream.rstCode);
+      resetSeen();
+    }
+  });
+  let buffered = Buffer.alloc(0);
+  let answered = 0;
+  stream.on("data", (c: Buffer) => {
+    buffered = Buffer.concat([buffered, c]);
+    while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+      const msg = buffered.subarray(5, 5 + buffered.readUInt32BE(1));
+      buffered = buffered.subarray(5 + msg.length);
+      if (path === "/t.B/FailAfterOne" && answered === 1) {
+        status = { "grpc-status": "6", "grpc-message": "already%20there" };
+        stream.end();
+        return;
+      }
+      answered++;
+      stream.write(framed(Buffer.from(`${msg.length}:${createHash("sha256").update(msg).digest("hex")}`)));
+    }
+    if (path === "/t.B/Slow") {
+      stream.pause();
+      setImmediate(() => stream.resume());
+    }
+  });
+  stream.on("end", () => {
+    if (!stream.writableEnded) stream.end();
+  });
+}
+
 async function stopServer(): Promise<void> {
   for (const s of sessions) s.destroy();
   const srv = server;
@@ -105,7 +155,7 @@ async function statusOf(p: Promise<unknown>): Promise<{ code: number; details: s
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), "podshim-unary-"));
   socket = join(dir, "s.sock");
-  channel = new UnaryChannel({ socket, maxReceiveBytes: 1024 * 1024, windowBytes: 1024 * 1024 });
+  channel = new GrpcChannel({ socket, maxReceiveBytes: 1024 * 1024, windowBytes: 1024 * 1024 });
   await startServer();
 });
 
@@ -115,7 +165,7 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe("UnaryChannel", () => {
+describe("GrpcChannel", () => {
   it("sends one framed message and answers the one message it gets back", async () => {
     expect((await call("Echo", Buffer.from("ping"))).toString()).toBe("ping");
     expect((await call("Echo", Buffer.alloc(0))).length).toBe(0);
@@ -193,6 +243,72 @@ describe("UnaryChannel", () => {
 });
 
 describe("timeoutHeader", () => {
+  it("sends a bidirectional call's messages from their parts, and answers each as it comes", async () => {
+    const bidi = channel.bidi("/t.B/Echo", { headers: { "containerd-namespace": "ns1" } });
+    const parts = [Buffer.from("head-"), randomBytes(70_000), Buffer.alloc(0), randomBytes(3)];
+    await bidi.send(parts);
+    await bidi.send([Buffer.from("second")]);
+    const whole = Buffer.concat(parts);
+    expect((await bidi.next())!.toString()).toBe(`${whole.length}:${createHash("sha256").update(whole).digest("hex")}`);
+    expect((await bidi.next())!.toString()).toBe(`6:${createHash("sha256").update("second").digest("hex")}`);
+    bidi.end();
+    expect(await bidi.next()).toBeUndefined();
+    expect(await bidi.next()).toBeUndefined();
+  });
+
+  it("waits for the window when the server reads slowly, and loses no byte", async () => {
+    const codes: number[] = [];
+    const bidi = channel.bidi("/t.B/Slow", { headers: {}, onEnd: (code) => codes.push(code) });
+    const sent: string[] = [];
+    const answers = (async () => {
+      const got: string[] = [];
+      for (let m = await bidi.next(); m; m = await bidi.next()) got.push(m.toString());
+      return got;
+    })();
+    for (let i = 0; i < 16; i++) {
+      const parts = [randomBytes(100), randomBytes(512 * 1024), randomBytes(512 * 1024)];
+      const whole = Buffer.concat(parts);
+      sent.push(`${whole.length}:${createHash("sha256").update(whole).digest("hex")}`);
+      await bidi.send(parts);
+    }
+    bidi.end();
+    expect(await answers).toEqual(sent);
+    expect(codes).toEqual([GrpcCode.OK]);
+  });
+
+  it("fails a bidirectional call's next and later sends with the server's status", async () => {
+    const codes: number[] = [];
+    const bidi = channel.bidi("/t.B/FailAfterOne", { headers: {}, onEnd: (code) => codes.push(code) });
+    await bidi.send([Buffer.from("one")]);
+    await bidi.send([Buffer.from("two")]);
+    expect((await bidi.next())!.toString()).toMatch(/^3:/);
+    expect(await statusOf(bidi.next())).toEqual({ code: ALREADY_EXISTS, details: "already there" });
+    expect((await statusOf(bidi.send([Buffer.from("three")]))).code).toBe(ALREADY_EXISTS);
+    expect(codes).toEqual([ALREADY_EXISTS]);
+  });
+
+  it("cancels a bidirectional call: the server sees a reset, the caller CANCELLED", async () => {
+    const reset = new Promise<void>((resolve) => (resetSeen = resolve));
+    const bidi = channel.bidi("/t.B/Echo", { headers: {} });
+    await bidi.send([Buffer.from("x")]);
+    expect(await bidi.next()).toBeDefined();
+    const pending = bidi.next();
+    bidi.cancel();
+    expect((await statusOf(pending)).code).toBe(GrpcCode.CANCELLED);
+    expect((await statusOf(bidi.send([Buffer.from("y")]))).code).toBe(GrpcCode.CANCELLED);
+    await reset;
+    expect(resets.get("/t.B/Echo")).toBe(http2.constants.NGHTTP2_CANCEL);
+
+    // Aborted through its signal, and when nothing listens at all.
+    const ac = new AbortController();
+    const aborted = channel.bidi("/t.B/Echo", { headers: {}, signal: ac.signal });
+    ac.abort();
+    expect((await statusOf(aborted.next())).code).toBe(GrpcCode.CANCELLED);
+    await stopServer();
+    const nobody = channel.bidi("/t.B/Echo", { headers: {} });
+    expect((await statusOf(nobody.next())).code).toBe(GrpcCode.UNAVAILABLE);
+  });
+
   it("uses the finest unit whose count fits in 8 digits", () => {
     expect(timeoutHeader(1)).toBe("1m");
     expect(timeoutHeader(1.2)).toBe("2m");

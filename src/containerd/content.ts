@@ -75,13 +75,37 @@ export class ContentStore {
   }
 
   /**
+   * Writes a small blob held in memory in one message: its data, committed with its expected
+   * digest, size and labels, one round trip (a write at offset 0 also empties what an earlier
+   * attempt left under the ref). Returns false when the content already existed: its labels
+   * and leases are then the caller's to update.
+   */
+  async put(ref: string, blob: BlobRef, data: Buffer, labels: Record<string, string>, opts: CallOptions = {}): Promise<boolean> {
+    const call = this.client.bidi(ContentService.write, opts);
+    try {
+      await call.send({ action: WriteAction.COMMIT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data, labels });
+      call.end();
+      while ((await call.next()) !== undefined);
+      return true;
+    } catch (err) {
+      call.cancel();
+      const typed = this.client.streamError(ContentService.write, err);
+      if (isAlreadyExists(typed)) return false;
+      await this.abort(ref, { ...opts, signal: undefined }).catch(() => undefined);
+      throw typed;
+    }
+  }
+
+  /**
    * Writes a blob under an ingest ref and commits it with its expected digest and size, so
    * containerd refuses anything that is not exactly the blob. A ref that already holds part of
    * the blob (an interrupted earlier attempt) resumes where it stopped. Content that already
-   * exists counts as written. On failure the partial ingest is aborted.
+   * exists counts as written. On failure the partial ingest is aborted. The labels are needed
+   * only at the commit, so they may still be on their way (a layer's uncompressed digest comes
+   * with the image config, fetched while the layer downloads).
    * Returns the number of bytes this call transferred.
    */
-  async write(ref: string, blob: BlobRef, source: BlobSource, labels: Record<string, string>, opts: CallOptions = {}): Promise<number> {
+  async write(ref: string, blob: BlobRef, source: BlobSource, labels: Record<string, string> | Promise<Record<string, string>>, opts: CallOptions = {}): Promise<number> {
     const call = this.client.bidi(ContentService.write, opts);
     const request = (req: Partial<WriteContentRequest>): WriteContentRequest =>
       ({ action: WriteAction.STAT, ref, total: 0n, expected: "", offset: 0n, data: EMPTY, labels: {}, ...req });
@@ -137,7 +161,7 @@ export class ContentStore {
         }
         await flush();
       }
-      await call.send(request({ action: WriteAction.COMMIT, offset: BigInt(offset), total: BigInt(blob.size), expected: blob.digest, labels }));
+      await call.send(request({ action: WriteAction.COMMIT, offset: BigInt(offset), total: BigInt(blob.size), expected: blob.digest, labels: await labels }));
       call.end();
       await drainAnswers;
       return sent;

@@ -96,11 +96,14 @@ export class Puller {
     const log = logger.child({ image: name });
     const started = Date.now();
     const steps = new StepTimer();
+    // The registry resolves the reference while containerd creates the lease.
+    const resolved = this.resolve(ref, creds, log, signal);
+    resolved.catch(() => undefined);
     const pulled = withLease(client, log, "pull", LEASE_EXPIRY_MS, async (lease) => {
       steps.mark("lease");
       const call = { lease, ...(signal ? { signal } : {}) };
       const tally: SourceTally = { upstream: 0, peers: {} };
-      const { descriptor: target, source } = await this.resolve(ref, creds, log, signal);
+      const { descriptor: target, source } = await resolved;
       steps.mark("resolve");
       const host = source.host.url.host;
       const sourceLabel = { [GcLabel.distributionSource(host)]: refName(ref).slice(refName(ref).indexOf("/") + 1) };
@@ -116,25 +119,11 @@ export class Puller {
       }
       const manifest = parseManifest(targetBytes, `manifest of ${name}`);
       checkLayerTypes(manifest, `manifest of ${name}`);
-      const configBytes = await this.fetchBytes(source, manifest.config, tally, signal);
-      const config = parseConfig(configBytes, manifest.layers.length, `config of ${name}`);
-      const diffIds = config.rootfs.diff_ids;
-      steps.mark("documents");
-
-      // The documents go into the content store while the layers download and unpack, each
-      // labelled with what it keeps alive (the top chain ID follows from the diff IDs alone).
-      // The lease holds everything until the image records exist, so no order matters.
-      const chainId = chainIds(diffIds).at(-1) ?? "";
-      const manifestLabels: Record<string, string> = { [GcLabel.contentRef("config")]: manifest.config.digest, ...sourceLabel };
-      manifest.layers.forEach((l, i) => (manifestLabels[GcLabel.contentRef(`l.${i}`)] = l.digest));
-      const documents = steps.span("content", () => allSettledOrThrow([
-        this.putBytes(manifest.config, configBytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call),
-        this.putBytes(manifestDesc, targetBytes, manifestLabels, call),
-        ...(indexBytes ? [this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call)] : []),
-      ]));
-      // Awaited with the layers below; this only keeps a failure that comes first from counting
-      // as unhandled meanwhile.
-      documents.catch(() => undefined);
+      // The layers start downloading while the config is fetched (a registry round trip);
+      // what needs the config (each layer's uncompressed digest label, the unpack, the chain
+      // ID) waits for it.
+      const configFetched = this.fetchBytes(source, manifest.config, tally, signal).then((bytes) => ({ bytes, config: parseConfig(bytes, manifest.layers.length, `config of ${name}`) }));
+      configFetched.catch(() => undefined);
 
       const progress = { layers: 0, bytes: 0, total: manifest.layers.reduce((n, l) => n + l.size, 0) };
       const ticker = setInterval(() => {
@@ -145,24 +134,46 @@ export class Puller {
       const stop = new AbortController();
       const onAbort = () => stop.abort();
       signal?.addEventListener("abort", onAbort, { once: true });
-      try {
-        // Layers download a few at a time while they are unpacked in order behind them, the way
-        // containerd's own client overlaps the network and the disk.
-        const downloads = this.eachLimited(manifest.layers, stop, async (layer, i) => {
-          const sent = await this.fetchBlob(source, layer, { [GcLabel.uncompressed]: diffIds[i]!, ...sourceLabel }, lease, stop.signal, tally, (n) => {
-            progress.bytes += n;
-            countPullBytes(n);
-          });
-          progress.layers++;
-          if (sent > 0) log.debug({ layer: layer.digest, bytes: sent }, "layer downloaded");
+      // Layers download a few at a time while they are unpacked in order behind them, the way
+      // containerd's own client overlaps the network and the disk.
+      const downloads = this.eachLimited(manifest.layers, stop, async (layer, i) => {
+        const labels = configFetched.then(({ config }) => ({ [GcLabel.uncompressed]: config.rootfs.diff_ids[i]!, ...sourceLabel }));
+        const sent = await this.fetchBlob(source, layer, labels, lease, stop.signal, tally, (n) => {
+          progress.bytes += n;
+          countPullBytes(n);
         });
+        progress.layers++;
+        if (sent > 0) log.debug({ layer: layer.digest, bytes: sent }, "layer downloaded");
+      });
+      downloads.all.catch(() => stop.abort());
+      let config: ImageConfig;
+      let chainId: string;
+      try {
+        const fetched = await configFetched;
+        config = fetched.config;
+        const diffIds = config.rootfs.diff_ids;
+        steps.mark("documents");
+
+        // The documents go into the content store while the layers download and unpack, each
+        // labelled with what it keeps alive (the top chain ID follows from the diff IDs alone).
+        // The lease holds everything until the image records exist, so no order matters.
+        chainId = chainIds(diffIds).at(-1) ?? "";
+        const manifestLabels: Record<string, string> = { [GcLabel.contentRef("config")]: manifest.config.digest, ...sourceLabel };
+        manifest.layers.forEach((l, i) => (manifestLabels[GcLabel.contentRef(`l.${i}`)] = l.digest));
+        const documents = steps.span("content", () => allSettledOrThrow([
+          this.putBytes(manifest.config, fetched.bytes, { [GcLabel.snapshotRef(this.opts.snapshots.snapshotter)]: chainId, ...sourceLabel }, call),
+          this.putBytes(manifestDesc, targetBytes, manifestLabels, call),
+          ...(indexBytes ? [this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call)] : []),
+        ]));
         const unpacked = unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, signal: stop.signal, available: (i) => downloads.each[i]! });
-        for (const work of [downloads.all, unpacked, documents]) work.catch(() => stop.abort());
+        for (const work of [unpacked, documents]) work.catch(() => stop.abort());
         // Everything started here settles before a failure unwinds the lease.
         await allSettledOrThrow<unknown>([unpacked, downloads.all, documents]);
         steps.mark("layers_and_content");
       } catch (err) {
         stop.abort();
+        // A config that failed leaves downloads running: they end before the lease goes.
+        await downloads.all.catch(() => undefined);
         throw err;
       } finally {
         clearInterval(ticker);
@@ -226,14 +237,17 @@ export class Puller {
     return this.opts.sources ? this.opts.sources.fetchBytes(source.ref, desc, upstream, tally, signal) : upstream();
   }
 
-  /** Writes a small document we already hold (verified) into the content store. */
+  /**
+   * Writes a small document we already hold (verified) into the content store in one round
+   * trip. When it was there already, it is held and labelled as holdOrWrite does.
+   */
   private async putBytes(desc: Descriptor, bytes: Buffer, labels: Record<string, string>, call: { lease: string; signal?: AbortSignal }): Promise<void> {
-    await this.holdOrWrite(desc, labels, call.lease, call.signal, () =>
-      this.opts.content.write(`podshim-${desc.digest}`, desc, async (offset) => [bytes.subarray(offset)], labels, call));
+    if (await this.opts.content.put(`podshim-${desc.digest}`, desc, bytes, labels, call)) return;
+    await this.hold(desc, labels, call.lease, call.signal);
   }
 
   /** Streams a layer into the content store, resuming after a broken or stalled download. */
-  private async fetchBlob(source: RegistrySource, desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, tally: SourceTally, onBytes: (n: number) => void): Promise<number> {
+  private async fetchBlob(source: RegistrySource, desc: Descriptor, labels: Promise<Record<string, string>>, lease: string, signal: AbortSignal | undefined, tally: SourceTally, onBytes: (n: number) => void): Promise<number> {
     const upstream = (offset: number): Promise<Readable> => this.opts.registry.fetchBlob(source, desc, { offset, ...(signal ? { signal } : {}) });
     const write = (open: (offset: number) => Promise<AsyncIterable<Uint8Array>>) => this.writeBlob(desc, labels, lease, signal, open, onBytes);
     const sources = this.opts.sources;
@@ -241,7 +255,7 @@ export class Puller {
   }
 
   /** Writes what `open(offset)` yields, retrying (open is called again) after a transient failure. */
-  private async writeBlob(desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, open: (offset: number) => Promise<AsyncIterable<Uint8Array>>, onBytes: (n: number) => void): Promise<number> {
+  private async writeBlob(desc: Descriptor, labels: Promise<Record<string, string>>, lease: string, signal: AbortSignal | undefined, open: (offset: number) => Promise<AsyncIterable<Uint8Array>>, onBytes: (n: number) => void): Promise<number> {
     let total = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -260,14 +274,19 @@ export class Puller {
    * garbage collector cannot take it before the image records point at it, and its labels
    * are brought up to date.
    */
-  private async holdOrWrite(desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined, write: () => Promise<number>): Promise<number> {
+  private async holdOrWrite(desc: Descriptor, labels: Record<string, string> | Promise<Record<string, string>>, lease: string, signal: AbortSignal | undefined, write: () => Promise<number>): Promise<number> {
     const info = await this.opts.content.info(desc.digest);
     if (info) {
-      await this.opts.client.call(LeasesService.addResource, { id: lease, resource: { id: desc.digest, type: "content" } });
-      await this.opts.content.setLabels(desc.digest, labels, { lease, ...(signal ? { signal } : {}) });
+      await this.hold(desc, await labels, lease, signal);
       return 0;
     }
     return write();
+  }
+
+  /** Adds content that exists to the pull's lease and brings its labels up to date. */
+  private async hold(desc: Descriptor, labels: Record<string, string>, lease: string, signal: AbortSignal | undefined): Promise<void> {
+    await this.opts.client.call(LeasesService.addResource, { id: lease, resource: { id: desc.digest, type: "content" } });
+    await this.opts.content.setLabels(desc.digest, labels, { lease, ...(signal ? { signal } : {}) });
   }
 
   /**

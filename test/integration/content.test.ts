@@ -1,7 +1,8 @@
 // ContentStore.write against the bed's containerd: a fresh write reads its source from 0 (opened
 // while containerd answers the STAT), a write that resumes an interrupted ingest reads from
 // where that one stopped and closes the source it opened early, and content that exists
-// already is not read at all.
+// already is not read at all. ContentStore.put: one message commits a blob held in memory,
+// over whatever an earlier attempt left under its ref, and says when it existed already.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
 import { ContainerdClient } from "../../src/containerd/client.js";
@@ -132,6 +133,46 @@ describe("ContentStore.write", () => {
       expect(opened).toEqual([{ offset: 0, closed: true, finished: false }]);
     } finally {
       await content.delete(blob.digest);
+    }
+  });
+});
+
+describe("ContentStore.put", () => {
+  it("commits a blob in one message with its labels, and says when it existed", async () => {
+    const data = randomBytes(20 * 1024);
+    const blob = blobOf(data);
+    try {
+      expect(await content.put(`t-put-${blob.digest}`, blob, data, { "podshim.test/kind": "put" }, held)).toBe(true);
+      expect((await content.info(blob.digest))?.labels).toEqual({ "podshim.test/kind": "put" });
+      expect((await content.read(blob.digest)).equals(data)).toBe(true);
+      expect(await content.put(`t-put2-${blob.digest}`, blob, data, {}, held)).toBe(false);
+    } finally {
+      await content.delete(blob.digest);
+    }
+  });
+
+  it("replaces what an earlier attempt left under the ref, and refuses bytes that are not the blob", async () => {
+    const data = randomBytes(200 * 1024);
+    const blob = blobOf(data);
+    const ref = `t-put-over-${randomBytes(4).toString("hex")}`;
+    try {
+      // Garbage left under the ref by a write that died.
+      const call = client.bidi(ContentService.write, held);
+      const req = (r: Partial<WriteContentRequest>): WriteContentRequest => ({ action: WriteAction.STAT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data: Buffer.alloc(0), labels: {}, ...r });
+      await call.send(req({ action: WriteAction.WRITE, data: randomBytes(1000) }));
+      await call.next();
+      call.cancel();
+
+      expect(await content.put(ref, blob, data, {}, held)).toBe(true);
+      expect((await content.read(blob.digest)).equals(data)).toBe(true);
+
+      // Bytes that are not the blob they are said to be: refused, nothing committed.
+      const other = blobOf(randomBytes(1000));
+      await expect(content.put(`${ref}-wrong`, other, randomBytes(1000), {}, held)).rejects.toThrow(/digest/i);
+      expect(await content.info(other.digest)).toBeUndefined();
+    } finally {
+      await content.delete(blob.digest);
+      await content.abort(ref);
     }
   });
 });

@@ -27,5 +27,5 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY proto ./proto
-ENTRYPOINT ["node", "/opt/podshim/dist/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/opt/podshim/dist/main.js"]
 CMD ["--listen", "/run/podshim/podshim.sock"]

@@ -1,8 +1,11 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
-// A 2 MB young generation instead of V8's 16 MB semi-spaces: at 100 pods x 2 containers with the
-// kubelet's list and stats calls podshim held 109 MB resident against 137, at no CPU cost the
-// op-cpu bench could see (docs/benchmarks.md). Whatever starts podshim as `node main.js` should
-// pass the same flag (the tests read it from this line; the Dockerfile's entrypoint has it).
+// A 2 MB young generation instead of V8's 16 MB semi-spaces: 28 MB less committed for new
+// objects, at no CPU cost the op-cpu bench could see. At 100 pods x 2 containers with the
+// kubelet's list and stats calls podshim held 109 and 138 MB resident in two runs (what the old
+// generation holds between its collections makes the difference) against 137 with the default;
+// after the lifecycle benchmark's rounds 95 against 117-123 (docs/benchmarks.md). Whatever
+// starts podshim as `node main.js` should pass the same flag (the tests read it from this line;
+// the Dockerfile's entrypoint has it).
 import { App } from "./app.js";
 import { loadConfig, parseCommandLine, usage } from "./config/load.js";
 import { ConfigError } from "./config/options.js";

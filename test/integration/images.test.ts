@@ -1,6 +1,7 @@
 // The ImageService through the CRI socket, pulling from real docker-registry instances.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { status as Status } from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startRegistry, type RegistryHandle } from "../bed/registry.js";
@@ -30,6 +31,11 @@ const status = (image: string, verbose = false) => podshim.cri.image("ImageStatu
 async function ctrContent(): Promise<string[]> {
   const res = await run("ctr", ["--address", bed.containerdSocket, "-n", podshim.namespace, "content", "ls", "-q"]);
   return res.stdout.split("\n").filter(Boolean);
+}
+
+async function ctrSnapshots(): Promise<string[]> {
+  const res = await run("ctr", ["--address", bed.containerdSocket, "-n", podshim.namespace, "snapshots", "ls"]);
+  return res.stdout.split("\n").slice(1).map((l) => l.split(/\s+/)[0]!).filter(Boolean);
 }
 
 async function busyboxIn(registry: RegistryHandle, repo: string, auth?: { user: string; password: string }): Promise<string> {
@@ -211,6 +217,27 @@ describe("registries", () => {
     const after = await ctrContent();
     expect(after.filter((d) => !before.includes(d))).toEqual([]);
     expect(after).not.toContain(img.layers[0]!.digest);
+  });
+
+  it("fails a pull whose config is corrupt while its layers download, and leaves no content or snapshot behind", async () => {
+    const reg = await startRegistry({ dir: join(base, "bad-config-registry") });
+    extraRegistries.push(reg);
+    // Layers nobody else has, large enough to be downloading when the config is refused.
+    const img = await buildImage({ layers: [0, 1].map((i) => [{ type: "file" as const, path: `/blob${i}`, content: randomBytes(2 * 1024 * 1024) }]), config: { Cmd: ["sh"] } });
+    await pushImage(reg.host, "broken/config", "latest", img);
+    const configHex = img.config.digest.slice("sha256:".length);
+    const configFile = join(reg.dir, "storage/docker/registry/v2/blobs/sha256", configHex.slice(0, 2), configHex, "data");
+    writeFileSync(configFile, Buffer.alloc(statSync(configFile).size, 0x20));
+    const before = { content: await ctrContent(), snapshots: await ctrSnapshots() };
+
+    const res = await statusOf(pull(`${reg.host}/broken/config:latest`));
+    expect(res.code).not.toBe(Status.OK);
+    expect(res.details).toMatch(/digest/i);
+    expect((await status(`${reg.host}/broken/config:latest`)).image).toBeNull();
+    const after = { content: await ctrContent(), snapshots: await ctrSnapshots() };
+    expect(after.content.filter((d) => !before.content.includes(d))).toEqual([]);
+    expect(after.snapshots.filter((d) => !before.snapshots.includes(d))).toEqual([]);
+    for (const layer of img.layers) expect(after.content).not.toContain(layer.digest);
   });
 });
 

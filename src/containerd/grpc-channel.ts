@@ -106,7 +106,7 @@ export class GrpcChannel {
           else reject(new GrpcStatusError(GrpcCode.INTERNAL, "the answer holds no message"));
         },
       });
-      if (call) call.stream.end(frameHeaderWith(message));
+      if (call) call.stream.end(framed(message));
     });
   }
 
@@ -449,7 +449,7 @@ function frameHeader(length: number): Buffer {
 }
 
 /** A small message with its prefix, in one buffer (one write). */
-function frameHeaderWith(message: Uint8Array): Buffer {
+function framed(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER + message.length);
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);

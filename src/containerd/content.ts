@@ -1,6 +1,6 @@
-import { ContentService, WriteAction, WriteContentRequest, type Info } from "../gen/containerd/services/content/v1/content.js";
+import { ContentService, WriteAction, WriteContentRequest, type Info, type WriteContentResponse } from "../gen/containerd/services/content/v1/content.js";
 import { isAlreadyExists, isNotFound } from "../errors/errors.js";
-import type { CallOptions, ContainerdClient } from "./client.js";
+import type { CallOptions, ContainerdBidi, ContainerdClient } from "./client.js";
 
 // containerd's content service takes writes in messages; 4 MiB keeps each well under the
 // 16 MiB containerd accepts while keeping per-message overhead negligible.
@@ -85,14 +85,11 @@ export class ContentStore {
     try {
       await call.send({ action: WriteAction.COMMIT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data, labels });
       call.end();
-      while ((await call.next()) !== undefined);
+      await readToEnd(call);
       return true;
     } catch (err) {
-      call.cancel();
-      const typed = this.client.streamError(ContentService.write, err);
-      if (isAlreadyExists(typed)) return false;
-      await this.abort(ref, { ...opts, signal: undefined }).catch(() => undefined);
-      throw typed;
+      await this.abandon(call, ref, err, opts);
+      return false;
     }
   }
 
@@ -126,9 +123,7 @@ export class ContentStore {
       early = undefined;
 
       // Every request is answered; read the answers as they come so nothing piles up.
-      const drainAnswers = (async () => {
-        while ((await call.next()) !== undefined);
-      })();
+      const drainAnswers = readToEnd(call);
       drainAnswers.catch(() => undefined);
 
       if (offset < blob.size) {
@@ -153,7 +148,7 @@ export class ContentStore {
         for await (const piece of await (opened ?? source(offset))) {
           for (let at = 0; at < piece.length; ) {
             const take = Math.min(CHUNK - pendingBytes, piece.length - at);
-            pending.push(at === 0 && take === piece.length ? piece : piece.subarray(at, at + take));
+            pending.push(piece.subarray(at, at + take));
             pendingBytes += take;
             at += take;
             if (pendingBytes >= CHUNK) await flush();
@@ -166,14 +161,30 @@ export class ContentStore {
       await drainAnswers;
       return sent;
     } catch (err) {
-      call.cancel();
       if (early) await discard(early);
-      const typed = this.client.streamError(ContentService.write, err);
-      if (isAlreadyExists(typed)) return sent;
-      await this.abort(ref, { ...opts, signal: undefined }).catch(() => undefined);
-      throw typed;
+      await this.abandon(call, ref, err, opts);
+      return sent;
     }
   }
+
+  /**
+   * Ends a write that failed: the call is cancelled, and content that exists already is no
+   * failure (this resolves). Anything else aborts the ingest and is thrown as a typed error.
+   */
+  private async abandon(call: ContentWriteCall, ref: string, err: unknown, opts: CallOptions): Promise<void> {
+    call.cancel();
+    const typed = this.client.streamError(ContentService.write, err);
+    if (isAlreadyExists(typed)) return;
+    await this.abort(ref, { ...opts, signal: undefined }).catch(() => undefined);
+    throw typed;
+  }
+}
+
+type ContentWriteCall = ContainerdBidi<WriteContentRequest, WriteContentResponse>;
+
+/** Reads a write's answers until containerd ends the call (it answers every request). */
+async function readToEnd(call: ContentWriteCall): Promise<void> {
+  while ((await call.next()) !== undefined);
 }
 
 const EMPTY = Buffer.alloc(0);

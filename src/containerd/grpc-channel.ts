@@ -450,11 +450,7 @@ function frameHeader(length: number): Buffer {
 
 /** A small message with its prefix, in one buffer (one write). */
 function framed(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, FRAME_HEADER);
-  return out;
+  return Buffer.concat([frameHeader(message.length), message]);
 }
 
 /** grpc-message is percent-encoded UTF-8. */

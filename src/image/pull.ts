@@ -274,7 +274,7 @@ export class Puller {
    * garbage collector cannot take it before the image records point at it, and its labels
    * are brought up to date.
    */
-  private async holdOrWrite(desc: Descriptor, labels: Record<string, string> | Promise<Record<string, string>>, lease: string, signal: AbortSignal | undefined, write: () => Promise<number>): Promise<number> {
+  private async holdOrWrite(desc: Descriptor, labels: Promise<Record<string, string>>, lease: string, signal: AbortSignal | undefined, write: () => Promise<number>): Promise<number> {
     const info = await this.opts.content.info(desc.digest);
     if (info) {
       await this.hold(desc, await labels, lease, signal);

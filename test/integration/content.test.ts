@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
 import { ContainerdClient } from "../../src/containerd/client.js";
 import { ContentStore } from "../../src/containerd/content.js";
-import { ContentService, WriteAction, type WriteContentRequest } from "../../src/gen/containerd/services/content/v1/content.js";
+import { ContentService, WriteAction } from "../../src/gen/containerd/services/content/v1/content.js";
 import { LeasesService } from "../../src/gen/containerd/services/leases/v1/leases.js";
 import { createLogger } from "../../src/logger/logger.js";
 
@@ -46,6 +46,15 @@ function recordingSource(data: Buffer, failAfter?: number) {
     };
   };
   return { source, opened };
+}
+
+/** What a writer that died leaves: `bytes` written under `ref` for `blob`, then the stream
+ * dropped without an abort. */
+async function leaveIngest(ref: string, blob: { digest: string; size: number }, bytes: Buffer): Promise<void> {
+  const call = client.bidi(ContentService.write, held);
+  await call.send({ action: WriteAction.WRITE, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data: bytes, labels: {} });
+  await call.next();
+  call.cancel();
 }
 
 const blobOf = (data: Buffer) => ({ digest: `sha256:${createHash("sha256").update(data).digest("hex")}`, size: data.length });
@@ -99,13 +108,7 @@ describe("ContentStore.write", () => {
     const half = 1024 * 1024;
     try {
       // Half the blob written under the ref, then the stream dropped without an abort.
-      const call = client.bidi(ContentService.write, held);
-      const req = (r: Partial<WriteContentRequest>): WriteContentRequest => ({ action: WriteAction.STAT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data: Buffer.alloc(0), labels: {}, ...r });
-      await call.send(req({ action: WriteAction.STAT }));
-      await call.next();
-      await call.send(req({ action: WriteAction.WRITE, data: data.subarray(0, half) }));
-      await call.next();
-      call.cancel();
+      await leaveIngest(ref, blob, data.subarray(0, half));
 
       const { source, opened } = recordingSource(data);
       expect(await content.write(ref, blob, source, {}, held)).toBe(data.length - half);
@@ -157,11 +160,7 @@ describe("ContentStore.put", () => {
     const ref = `t-put-over-${randomBytes(4).toString("hex")}`;
     try {
       // Garbage left under the ref by a write that died.
-      const call = client.bidi(ContentService.write, held);
-      const req = (r: Partial<WriteContentRequest>): WriteContentRequest => ({ action: WriteAction.STAT, ref, total: BigInt(blob.size), expected: blob.digest, offset: 0n, data: Buffer.alloc(0), labels: {}, ...r });
-      await call.send(req({ action: WriteAction.WRITE, data: randomBytes(1000) }));
-      await call.next();
-      call.cancel();
+      await leaveIngest(ref, blob, randomBytes(1000));
 
       expect(await content.put(ref, blob, data, {}, held)).toBe(true);
       expect((await content.read(blob.digest)).equals(data)).toBe(true);

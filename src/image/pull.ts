@@ -130,13 +130,20 @@ export class Puller {
         log.info({ layers: `${progress.layers}/${manifest.layers.length}`, bytes: progress.bytes, totalBytes: progress.total }, "pull in progress");
       }, PROGRESS_EVERY_MS);
       ticker.unref();
-      // The first failure stops the other downloads; the caller's cancellation does too.
+      // The first failure stops the rest of the work, and is what the pull fails with: not the
+      // cancellations it set off, which may settle first (an unpack step cancelled while the
+      // layer it waits for failed its digest check). The caller's cancellation stops it too.
       const stop = new AbortController();
+      let cause: unknown;
+      const stopFor = (err: unknown): void => {
+        cause ??= err;
+        stop.abort();
+      };
       const onAbort = () => stop.abort();
       signal?.addEventListener("abort", onAbort, { once: true });
       // Layers download a few at a time while they are unpacked in order behind them, the way
       // containerd's own client overlaps the network and the disk.
-      const downloads = this.eachLimited(manifest.layers, stop, async (layer, i) => {
+      const downloads = this.eachLimited(manifest.layers, stop.signal, stopFor, async (layer, i) => {
         const labels = configFetched.then(({ config }) => ({ [GcLabel.uncompressed]: config.rootfs.diff_ids[i]!, ...sourceLabel }));
         const sent = await this.fetchBlob(source, layer, labels, lease, stop.signal, tally, (n) => {
           progress.bytes += n;
@@ -145,7 +152,7 @@ export class Puller {
         progress.layers++;
         if (sent > 0) log.debug({ layer: layer.digest, bytes: sent }, "layer downloaded");
       });
-      downloads.all.catch(() => stop.abort());
+      downloads.all.catch(stopFor);
       let config: ImageConfig;
       let chainId: string;
       try {
@@ -166,15 +173,15 @@ export class Puller {
           ...(indexBytes ? [this.putBytes(target, indexBytes, { [GcLabel.contentRef("m.0")]: manifestDesc.digest, ...sourceLabel }, call)] : []),
         ]));
         const unpacked = unpackLayers(client, this.opts.snapshots, manifest.layers, diffIds, { lease, signal: stop.signal, available: (i) => downloads.each[i]! });
-        for (const work of [unpacked, documents]) work.catch(() => stop.abort());
+        for (const work of [unpacked, documents]) work.catch(stopFor);
         // Everything started here settles before a failure unwinds the lease.
         await allSettledOrThrow<unknown>([unpacked, downloads.all, documents]);
         steps.mark("layers_and_content");
       } catch (err) {
-        stop.abort();
+        stopFor(err);
         // A config that failed leaves downloads running: they end before the lease goes.
         await downloads.all.catch(() => undefined);
-        throw err;
+        throw cause;
       } finally {
         clearInterval(ticker);
         signal?.removeEventListener("abort", onAbort);
@@ -291,17 +298,17 @@ export class Puller {
 
   /**
    * Runs fn over items, `concurrency` at a time, in order. `each[i]` settles when item i is
-   * done; `all` when every item is, rejecting with the first failure. An aborted `stop`
-   * keeps items that have not started from starting.
+   * done; `all` when every item is, rejecting with a failure. Each failure goes to `onFailure`
+   * as it happens; an aborted `signal` keeps items that have not started from starting.
    */
-  private eachLimited<T>(items: readonly T[], stop: AbortController, fn: (item: T, i: number) => Promise<void>): { each: Promise<void>[]; all: Promise<void> } {
+  private eachLimited<T>(items: readonly T[], signal: AbortSignal, onFailure: (err: unknown) => void, fn: (item: T, i: number) => Promise<void>): { each: Promise<void>[]; all: Promise<void> } {
     const gates = items.map(() => deferred<void>());
     for (const g of gates) g.promise.catch(() => undefined);
     let next = 0;
     const worker = async () => {
       while (next < items.length) {
         const i = next++;
-        if (stop.signal.aborted) {
+        if (signal.aborted) {
           gates[i]!.reject(new CanceledError("pull stopped"));
           continue;
         }
@@ -310,7 +317,7 @@ export class Puller {
           gates[i]!.resolve();
         } catch (err) {
           gates[i]!.reject(err);
-          stop.abort();
+          onFailure(err);
         }
       }
     };

@@ -3,6 +3,8 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { startContainerd, type ContainerdHandle } from "../bed/containerd.js";
+import { busyboxLayer } from "../bed/images.js";
+import { buildImage, pushImage } from "../bed/oci.js";
 import { criClient, type CriClient } from "../support/cri-client.js";
 import type { BedInfo } from "../bed/types.js";
 import type { TestNetwork } from "../support/cni.js";
@@ -64,4 +66,13 @@ export function benchPodConfig(bed: BedInfo, base: string, i: number) {
     log_directory: join(base, "logs", uid),
     linux: { cgroup_parent: `${bed.cgroupParent}/bench-${uid}`, security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } } },
   };
+}
+
+/** A small image no runtime has seen, pushed to the bed's registry: busybox plus a random
+ * file, so its one layer is new. Returns its reference. */
+export async function freshImage(bed: BedInfo): Promise<string> {
+  const tag = randomBytes(6).toString("hex");
+  const img = await buildImage({ layers: [[...(await busyboxLayer()), { type: "file", path: "/bench-id", content: Buffer.from(tag) }]], config: { Cmd: ["sh"] } });
+  await pushImage(bed.registryHost, "bench/small", tag, img);
+  return `${bed.registryHost}/bench/small:${tag}`;
 }

@@ -14,7 +14,6 @@
 // PODSHIM_BENCH_BASELINE=/path/to/other/dist/main.js adds a third runtime, that build of
 // podshim on the same daemon, in the same rounds: a before/after under the same load.
 import { afterAll, beforeAll, inject, it } from "vitest";
-import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -22,9 +21,7 @@ import { join } from "node:path";
 import type { CriClient } from "../support/cri-client.js";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
-import { buildImage, pushImage } from "../bed/oci.js";
-import { busyboxLayer } from "../bed/images.js";
-import { benchPodConfig, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
+import { benchPodConfig, freshImage, startBuiltinCri, timed, type BuiltinCri } from "./builtin-cri.js";
 import { podshimMemory, runtimeCpu, type RuntimeCpu } from "./measure.js";
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
@@ -176,14 +173,6 @@ async function containers(t: Target, s: Samples): Promise<void> {
   }
 }
 
-/** A small image no runtime has seen: busybox plus a random file, so its one layer is new. */
-async function freshImage(): Promise<string> {
-  const tag = randomBytes(6).toString("hex");
-  const img = await buildImage({ layers: [[...(await busyboxLayer()), { type: "file", path: "/bench-id", content: Buffer.from(tag) }]], config: { Cmd: ["sh"] } });
-  await pushImage(bed.registryHost, "bench/small", tag, img);
-  return `${bed.registryHost}/bench/small:${tag}`;
-}
-
 async function images(t: Target, s: Samples, refs: string[]): Promise<void> {
   for (const image of refs) {
     await timed(bucket(s, "PullImage"), () => t.cri.image("PullImage", { image: { image } }, 60_000));
@@ -289,7 +278,7 @@ it("critest -benchmark shape: podshim vs containerd's CRI plugin", async () => {
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
     for (const t of order) {
       const refs: string[] = [];
-      for (let i = 0; i < PULLS; i++) refs.push(await freshImage());
+      for (let i = 0; i < PULLS; i++) refs.push(await freshImage(bed));
       await round(t, refs);
     }
   }

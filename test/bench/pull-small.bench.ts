@@ -6,14 +6,11 @@
 //
 // PODSHIM_BENCH_PULLS sets the number of pulls per runtime (default 24).
 import { afterAll, beforeAll, inject, it } from "vitest";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { buildImage, pushImage } from "../bed/oci.js";
-import { busyboxLayer } from "../bed/images.js";
 import { testNetwork, type TestNetwork } from "../support/cni.js";
 import { startPodshim, type PodshimHandle } from "../support/podshim.js";
-import { startBuiltinCri, latencyOf, timed, type BuiltinCri } from "./builtin-cri.js";
+import { freshImage, startBuiltinCri, latencyOf, timed, type BuiltinCri } from "./builtin-cri.js";
 import { report } from "./measure.js";
 
 const bed = inject("bed");
@@ -37,25 +34,18 @@ afterAll(async () => {
   if (base) rmSync(base, { recursive: true, force: true });
 });
 
-async function freshImage(): Promise<string> {
-  const tag = randomBytes(6).toString("hex");
-  const img = await buildImage({ layers: [[...(await busyboxLayer()), { type: "file", path: "/bench-id", content: Buffer.from(tag) }]], config: { Cmd: ["sh"] } });
-  await pushImage(bed.registryHost, "bench/small", tag, img);
-  return `${bed.registryHost}/bench/small:${tag}`;
-}
-
 it("pulls a small fresh image: podshim vs containerd's CRI plugin", async () => {
   const targets = [{ label: "podshim", cri: podshim.cri, ms: [] as number[] }, { label: "containerd", cri: builtin.cri, ms: [] as number[] }];
   // Warm-up, not counted: the first pull of each pays for connections and compilation.
   for (const t of targets) {
-    const image = await freshImage();
+    const image = await freshImage(bed);
     await t.cri.image("PullImage", { image: { image } }, 60_000);
     await t.cri.image("RemoveImage", { image: { image } }, 60_000);
   }
   const logFrom = podshim.output().length;
   for (let i = 0; i < PULLS; i++) {
     for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
-      const image = await freshImage();
+      const image = await freshImage(bed);
       await timed(t.ms, () => t.cri.image("PullImage", { image: { image } }, 60_000));
       await t.cri.image("RemoveImage", { image: { image } }, 60_000);
     }

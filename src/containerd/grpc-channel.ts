@@ -22,19 +22,9 @@
 // answer with the status in its headers.
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type IncomingHttpStatusHeader } from "node:http2";
 import { connect } from "node:net";
+import { Deframer, decodeMessage, frameHeader, framed, GrpcCode, timeoutHeader } from "../util/grpc-wire.js";
 
-/** The gRPC status codes this module produces itself (the wire's numbers). */
-export const GrpcCode = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  DEADLINE_EXCEEDED: 4,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-} as const;
+export { GrpcCode, timeoutHeader };
 
 /** A call that ended with a status other than OK: what the server said, or what went wrong here. */
 export class GrpcStatusError extends Error {
@@ -69,7 +59,6 @@ export interface BidiCallOptions extends CallOptions {
   onEnd?: (code: number) => void;
 }
 
-const FRAME_HEADER = 5;
 /** HTTP/2 stream ids are 31 bits and a client's are odd: a connection carries ~2^30 calls. A
  * busy node makes that many in months, so a connection is retired well before. */
 const CALLS_PER_CONNECTION = 2 ** 29;
@@ -191,7 +180,9 @@ export class GrpcChannel {
     stream.on("data", (chunk: Buffer) => {
       if (settled) return;
       const messages = deframer.push(chunk);
-      if (messages instanceof GrpcStatusError) return finish(messages);
+      if (!Array.isArray(messages)) return finish(messages.problem === "compressed"
+        ? new GrpcStatusError(GrpcCode.INTERNAL, "the answer is compressed, which this client never asked for")
+        : new GrpcStatusError(GrpcCode.RESOURCE_EXHAUSTED, `answer larger than ${this.opts.maxReceiveBytes} bytes (${messages.length})`));
       for (const m of messages) {
         const refused = events.message(m);
         if (refused) return finish(refused);
@@ -350,78 +341,6 @@ export class BidiCall {
 }
 
 /**
- * Splits what arrives into whole messages. A message's bytes are copied only when they arrive
- * in more than one piece.
- */
-class Deframer {
-  private chunks: Buffer[] = [];
-  buffered = 0;
-
-  constructor(private readonly maxMessage: number) {}
-
-  push(chunk: Buffer): Buffer[] | GrpcStatusError {
-    if (chunk.length > 0) this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    const out: Buffer[] = [];
-    while (this.buffered >= FRAME_HEADER) {
-      const header = this.peek(FRAME_HEADER);
-      const length = header.readUInt32BE(1);
-      if (header[0] !== 0) return new GrpcStatusError(GrpcCode.INTERNAL, "the answer is compressed, which this client never asked for");
-      if (length > this.maxMessage) return new GrpcStatusError(GrpcCode.RESOURCE_EXHAUSTED, `answer larger than ${this.maxMessage} bytes`);
-      if (this.buffered < FRAME_HEADER + length) break;
-      this.take(FRAME_HEADER);
-      out.push(this.take(length));
-    }
-    return out;
-  }
-
-  /** The first n buffered bytes, left in place. */
-  private peek(n: number): Buffer {
-    const first = this.chunks[0]!;
-    return first.length >= n ? first : Buffer.concat(this.chunks, this.buffered).subarray(0, n);
-  }
-
-  /** Removes and returns the first n buffered bytes. */
-  private take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    this.buffered -= n;
-    const first = this.chunks[0]!;
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    if (first.length === n) {
-      this.chunks.shift();
-      return first;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let at = 0;
-    while (at < n) {
-      const c = this.chunks[0]!;
-      const used = Math.min(c.length, n - at);
-      c.copy(out, at, 0, used);
-      at += used;
-      if (used === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(used);
-    }
-    return out;
-  }
-}
-
-/**
- * grpc-timeout: at most 8 digits and a unit (H, M, S, m, u, n); the finest unit whose count
- * fits. A server refuses a longer one as a protocol error.
- */
-export function timeoutHeader(ms: number): string {
-  const units: Array<[string, number]> = [["m", 1], ["S", 1000], ["M", 60_000], ["H", 3_600_000]];
-  for (const [unit, size] of units) {
-    const count = Math.ceil(ms / size);
-    if (count <= 99_999_999) return `${count}${unit}`;
-  }
-  return "99999999H";
-}
-
-/**
  * What a stream that failed before its status came means. A reset from the server carries an
  * HTTP/2 error code, mapped much as gRPC maps them (REFUSED_STREAM: never processed, so
  * UNAVAILABLE; a protocol error is a bug, INTERNAL), except that a CANCEL from the server (one
@@ -438,27 +357,4 @@ function streamFailure(err: NodeJS.ErrnoException, rstCode: number | undefined, 
     : rstCode === c.NGHTTP2_INADEQUATE_SECURITY ? GrpcCode.PERMISSION_DENIED
     : GrpcCode.INTERNAL;
   return new GrpcStatusError(code, `the server at ${socket} reset the call: ${err.message}`);
-}
-
-/** The 5-byte prefix of a message of `length` bytes: not compressed, then the length. */
-function frameHeader(length: number): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER);
-  out[0] = 0;
-  out.writeUInt32BE(length, 1);
-  return out;
-}
-
-/** A small message with its prefix, in one buffer (one write). */
-function framed(message: Uint8Array): Buffer {
-  return Buffer.concat([frameHeader(message.length), message]);
-}
-
-/** grpc-message is percent-encoded UTF-8. */
-function decodeMessage(value: string | string[] | undefined): string {
-  const text = Array.isArray(value) ? value.join(",") : (value ?? "");
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }

@@ -1,7 +1,8 @@
-import { status as Status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream, type UntypedServiceImplementation, type ServiceDefinition } from "@grpc/grpc-js";
+import { status as Status } from "@grpc/grpc-js";
 import type { Logger } from "../logger/logger.js";
 import type { AnyStreamRpc, AnyUnaryRpc, Handlers, RpcContext, StreamRpc, UnaryRpc } from "../rpc/handlers.js";
-import { CanceledError, PodshimError } from "../errors/errors.js";
+import { PodshimError } from "../errors/errors.js";
+import type { CallStatus, ServerCall, ServiceDefinition, ServiceImplementation, StreamMethod, UnaryMethod } from "./grpc-server.js";
 import { codeName, toGrpcStatus } from "./status.js";
 
 export interface BoundaryOptions {
@@ -42,41 +43,33 @@ export class InFlightCalls {
 const READ_ONLY = /^(Version|Status|RuntimeConfig|ImageFsInfo|ListMetricDescriptors|List.*|Stream.*|.*Status|.*Stats|.*Metrics|ExecSync)$/;
 
 /**
- * Builds a grpc-js implementation of a whole service: each implemented method wrapped once
+ * The methods of a whole service for the CRI server: each implemented one wrapped once
  * (readiness gate, one log line per call, errors -> status through the one table), every
- * other method answering UNIMPLEMENTED with its name.
+ * other one answering UNIMPLEMENTED with its name.
  */
-export function implementService(def: ServiceDefinition, handlers: Partial<Handlers>, opts: BoundaryOptions): UntypedServiceImplementation {
-  const impl: UntypedServiceImplementation = {};
+export function implementService(def: ServiceDefinition, handlers: Partial<Handlers>, opts: BoundaryOptions): ServiceImplementation {
+  const impl: Record<string, UnaryMethod | StreamMethod> = {};
   for (const [key, method] of Object.entries(def)) {
     const name = method.path.slice(method.path.lastIndexOf("/") + 1);
     const rpc = `${opts.service}/${name}`;
     if (method.responseStream) {
       const handler = handlers.stream?.[name];
-      impl[key] = (call: ServerWritableStream<unknown, unknown>) => serveStream(call, rpc, handler, opts);
+      const run: StreamMethod = (call, send) => serveStream(call, send, rpc, handler, opts);
+      impl[key] = run;
     } else {
       const handler = handlers.unary?.[name];
-      impl[key] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => serveUnary(call, callback, rpc, handler, opts);
+      const run: UnaryMethod = (call) => serveUnary(call, rpc, handler, opts);
+      impl[key] = run;
     }
   }
   return impl;
 }
 
-/** The handler's context, and `settle()` to call once the handler is done: grpc-js reports
- * every stream's close as "cancelled", answered calls too, and aborting those would build an
- * AbortError (a stack trace) per call for no one to read. */
-function context(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, log: Logger): { ctx: RpcContext; settle(): void } {
-  const controller = new AbortController();
-  let settled = false;
-  call.on("cancelled", () => {
-    if (!settled) controller.abort();
-  });
-  const d = call.getDeadline();
-  const deadline = d instanceof Date ? d.getTime() : Number.isFinite(d) ? d : undefined;
-  return { ctx: { log, signal: controller.signal, ...(deadline !== undefined ? { deadline } : {}) }, settle: () => (settled = true) };
+function context(call: ServerCall, log: Logger): RpcContext {
+  return call.deadline !== undefined ? { log, signal: call.signal, deadline: call.deadline } : { log, signal: call.signal };
 }
 
-function refusal(rpc: string, handler: unknown, opts: BoundaryOptions): { code: Status; details: string } | undefined {
+function refusal(rpc: string, handler: unknown, opts: BoundaryOptions): CallStatus | undefined {
   if (!handler) return { code: Status.UNIMPLEMENTED, details: `podshim does not implement ${rpc} yet` };
   const name = rpc.slice(rpc.indexOf("/") + 1);
   if (!opts.isReady() && !opts.alwaysServed?.has(name)) {
@@ -85,83 +78,59 @@ function refusal(rpc: string, handler: unknown, opts: BoundaryOptions): { code: 
   return undefined;
 }
 
-function serveUnary(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>, rpc: string, handler: AnyUnaryRpc | undefined, opts: BoundaryOptions) {
+/** Runs the handler; resolves to its answer or rejects with the status the client gets. */
+function serveUnary(call: ServerCall, rpc: string, handler: AnyUnaryRpc | undefined, opts: BoundaryOptions): Promise<unknown> {
   const refused = refusal(rpc, handler, opts);
   if (refused) {
     opts.logger.debug({ rpc, code: codeName(refused.code) }, refused.details);
     opts.observe?.(rpc, codeName(refused.code), 0);
-    callback(refused);
-    return;
+    return Promise.reject(refused);
   }
   const started = performance.now();
   const log = opts.logger.child({ rpc });
-  const { ctx, settle } = context(call, log);
   // The request is what this method's own deserializer decoded: the type its handler takes.
-  const run = (handler as UnaryRpc<unknown, unknown>)(call.request, ctx);
+  const run = (handler as UnaryRpc<unknown, unknown>)(call.request, context(call, log));
   opts.inFlight?.track(run);
-  run.then(
+  return run.then(
     (response) => {
-      settle();
       logDone(log, rpc, started);
       opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
-      callback(null, response);
+      return response;
     },
     (err: unknown) => {
-      settle();
-      const status = toGrpcStatus(err);
-      logFailed(log, rpc, started, status.code, err);
-      opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);
-      callback(status);
+      throw failed(log, rpc, started, err, opts);
     },
   );
 }
 
-function serveStream(call: ServerWritableStream<unknown, unknown>, rpc: string, handler: AnyStreamRpc | undefined, opts: BoundaryOptions) {
+/** Runs the handler, which writes through `send` (the server waits on a slow client there). */
+function serveStream(call: ServerCall, send: (msg: unknown) => Promise<void>, rpc: string, handler: AnyStreamRpc | undefined, opts: BoundaryOptions): Promise<void> {
   const refused = refusal(rpc, handler, opts);
   if (refused) {
     opts.observe?.(rpc, codeName(refused.code), 0);
-    call.emit("error", refused);
-    return;
+    return Promise.reject(refused);
   }
   const started = performance.now();
   const log = opts.logger.child({ rpc });
-  // Honour backpressure: a slow client makes the handler wait instead of podshim buffering.
-  // grpc-js never emits drain after a cancel, so a cancel rejects the wait instead.
-  let cancelled = false;
-  call.once("cancelled", () => (cancelled = true));
-  const send = (msg: unknown) =>
-    new Promise<void>((resolve, reject) => {
-      if (cancelled) return reject(new CanceledError(`${rpc}: the client cancelled the stream`));
-      if (call.write(msg)) return resolve();
-      const onDrain = () => {
-        call.off("cancelled", onCancel);
-        resolve();
-      };
-      const onCancel = () => {
-        call.off("drain", onDrain);
-        reject(new CanceledError(`${rpc}: the client cancelled the stream`));
-      };
-      call.once("drain", onDrain);
-      call.once("cancelled", onCancel);
-    });
-  const { ctx, settle } = context(call, log);
-  const run = (handler as StreamRpc<unknown, unknown>)(call.request, send, ctx);
+  const run = (handler as StreamRpc<unknown, unknown>)(call.request, send, context(call, log));
   opts.inFlight?.track(run);
-  run.then(
+  return run.then(
     () => {
-      settle();
       logDone(log, rpc, started);
       opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
-      call.end();
     },
     (err: unknown) => {
-      settle();
-      const status = toGrpcStatus(err);
-      logFailed(log, rpc, started, status.code, err);
-      opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);
-      call.emit("error", status);
+      throw failed(log, rpc, started, err, opts);
     },
   );
+}
+
+/** The status a failed handler answers with, logged and counted. */
+function failed(log: Logger, rpc: string, started: number, err: unknown, opts: BoundaryOptions): CallStatus {
+  const status = toGrpcStatus(err);
+  logFailed(log, rpc, started, status.code, err);
+  opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);
+  return status;
 }
 
 function logDone(log: Logger, rpc: string, started: number) {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { RuntimeServiceService } from "../../src/gen/cri/runtime/v1/api.js";
 import { VersionService } from "../../src/gen/containerd/services/version/v1/version.js";
 import { implementService } from "../../src/server/boundary.js";
+import type { UnaryMethod } from "../../src/server/grpc-server.js";
 import { createLogger } from "../../src/logger/logger.js";
 import { ContainerEventHub, LifecycleEvent, MAX_PENDING_EVENTS } from "../../src/lifecycle-events/container-events.js";
 import { registry, setStateSource } from "../../src/metrics/metrics.js";
@@ -29,7 +30,7 @@ describe("CRI boundary observer", () => {
     const impl = implementService(RuntimeServiceService, { unary: { Version: async () => ({}) } }, {
       service: "RuntimeService", logger: quiet, isReady: () => true, observe: (rpc, code) => seen.push([rpc, code]),
     });
-    const call = (key: string) => new Promise((resolve) => (impl[key] as any)({ request: {}, on: () => undefined, getDeadline: () => Infinity }, resolve));
+    const call = (key: string) => (impl[key] as UnaryMethod)({ request: {}, signal: new AbortController().signal, deadline: undefined }).catch(() => undefined);
     await call("version");
     await call("status");
     expect(seen).toEqual([["RuntimeService/Version", "OK"], ["RuntimeService/Status", "UNIMPLEMENTED"]]);

@@ -182,7 +182,9 @@ const OK_TRAILERS = { "grpc-status": "0" };
 /** One call from its request's first byte to its status. */
 class Call implements ServerCall {
   request: unknown;
-  private readonly controller = new AbortController();
+  /** Made when a method first asks for its signal: most never do, and one costs ~10 us. */
+  private controller: AbortController | undefined;
+  private aborted = false;
   private timer: NodeJS.Timeout | undefined;
   /** The status is sent (or the stream is gone): nothing more goes out. */
   private done = false;
@@ -197,7 +199,16 @@ class Call implements ServerCall {
   ) {}
 
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort();
+    }
     return this.controller.signal;
+  }
+
+  private abort(): void {
+    this.aborted = true;
+    this.controller?.abort();
   }
 
   start(): void {
@@ -305,7 +316,7 @@ class Call implements ServerCall {
       this.settle();
       respondStatus(this.stream, status);
     }
-    if (abort) this.controller.abort();
+    if (abort) this.abort();
   }
 
   private finish(trailers: Record<string, string>, last?: Buffer): void {
@@ -333,7 +344,7 @@ class Call implements ServerCall {
   private gone(): void {
     if (this.done) return;
     this.settle();
-    this.controller.abort();
+    this.abort();
   }
 }
 

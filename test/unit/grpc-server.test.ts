@@ -263,8 +263,15 @@ describe("what a broken or hostile client sends", () => {
     expect(await raw({ ...call("/t.S/Echo"), "grpc-timeout": "soon" }, frame(Buffer.from("a")))).toMatchObject({ grpcStatus: String(GrpcCode.INVALID_ARGUMENT), message: 'grpc-timeout "soon" is not a timeout' });
   });
 
-  it("stays up and serves the next call", async () => {
+  it("stays up and serves the next call, after HTTP/1.1 or garbage on a connection too", async () => {
     await raw(call("/t.S/Echo"), frame(Buffer.from("zz"), 1));
+    for (const junk of ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\x00\xff".repeat(5000)]) {
+      const sock = connect(socket);
+      sock.on("error", () => undefined);
+      sock.resume();
+      sock.end(junk);
+      await new Promise((r) => sock.once("close", r));
+    }
     expect(await unary("Echo", Buffer.from("still here")).done).toEqual({ ok: Buffer.from("still here") });
   });
 });

@@ -64,6 +64,16 @@ function checkDnsLabel(rpc: string, field: string, s: string): void {
   if (s.length > 63 || !DNS_LABEL.test(s)) fail(`${rpc}: ${field} ${show(s)} must be a DNS label (letters, digits and '-', at most 63)`);
 }
 
+/**
+ * A container's name: a DNS label's characters, but up to 253 of them. The kubelet's names are
+ * DNS labels; other CRI clients make longer ones (critest's "container-for-execSync-test-" and a
+ * UUID is 64), and containerd's CRI takes them, so refusing them would tell podshim from it.
+ */
+function checkContainerName(rpc: string, field: string, s: string): void {
+  if (s === "") fail(`${rpc}: ${field} is required`);
+  if (s.length > 253 || !DNS_LABEL.test(s)) fail(`${rpc}: ${field} ${show(s)} must be letters, digits and '-', at most 253`);
+}
+
 function checkDnsSubdomain(rpc: string, field: string, s: string): void {
   if (s === "") fail(`${rpc}: ${field} is required`);
   if (s.length > 253 || !DNS_SUBDOMAIN.test(s)) fail(`${rpc}: ${field} ${show(s)} must be a DNS subdomain (letters, digits, '-' and '.', at most 253)`);
@@ -189,7 +199,7 @@ function checkContainerSecurity(rpc: string, sc: LinuxContainerSecurityContext |
 export function checkContainerConfig(rpc: string, c: ContainerConfig | undefined): void {
   if (c === undefined) fail(`${rpc}: config is required`);
   if (c.metadata === undefined) fail(`${rpc}: config.metadata is required`);
-  checkDnsLabel(rpc, "metadata.name", c.metadata.name);
+  checkContainerName(rpc, "metadata.name", c.metadata.name);
   // log_path is joined under the pod's log_directory: relative, and never out of it.
   if (c.logPath !== "" && (c.logPath.startsWith("/") || hasDotDot(c.logPath) || c.logPath.length > MAX_PATH)) {
     fail(`${rpc}: log_path ${show(c.logPath)} must be a relative path without '..'`);

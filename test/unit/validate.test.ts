@@ -20,6 +20,8 @@ describe("validateRequest", () => {
       { sysctls: { "net.ipv4.ip_unprivileged_port_start": "0", "kernel.shm_rmid_forced": "1", "net.ipv4.conf.eth0/1.forwarding": "1" }, resources: { cpuShares: 2n, memoryLimitInBytes: 0n } }));
     validateRequest("CreateContainer", ctr({ envs: [{ key: "A", value: "x=y" }], mounts: [{ containerPath: "/data", hostPath: "/var/lib/kubelet/pods/x/volumes/a" }], linux: { resources: { cpuShares: 1024n, cpuQuota: 50_000n, cpuPeriod: 100_000n, memoryLimitInBytes: 1n << 30n, oomScoreAdj: 1000n, unified: { "memory.high": "max" } } } }));
     validateRequest("Version", { version: "" });
+    // critest's container names are a prefix and a UUID: longer than a DNS label's 63.
+    validateRequest("CreateContainer", ctr({ metadata: { name: "container-for-execSync-test-0b3c6f2e-8a53-4a8e-9d3f-5c3a1f0e7b21" } }));
   });
 
   it.each([
@@ -45,7 +47,8 @@ describe("validateRequest", () => {
   ])("refuses %s", (_, sysctls, securityContext, message) => refuses("RunPodSandbox", pod({}, { sysctls, securityContext }), message));
 
   it.each([
-    ["a container name with capital spaces", ctr({ metadata: { name: "my app" } }), /DNS label/],
+    ["a container name with capital spaces", ctr({ metadata: { name: "my app" } }), /letters, digits and '-'/],
+    ["a container name of 254 characters", ctr({ metadata: { name: "a".repeat(254) } }), /at most 253/],
     ["an absolute log path", ctr({ logPath: "/etc/shadow" }), /log_path/],
     ["a log path with ..", ctr({ logPath: "../../x.log" }), /log_path/],
     ["an env key with =", ctr({ envs: [{ key: "A=B", value: "" }] }), /envs\[0\]/],

@@ -2,7 +2,8 @@ import { TasksService } from "../gen/containerd/services/tasks/v1/tasks.js";
 import { Status as TaskStatusCode, type Process } from "../gen/containerd/types/task/task.js";
 import type { Mount } from "../gen/containerd/types/mount.js";
 import type { Any } from "../gen/google/protobuf/any.js";
-import { isNotFound } from "../errors/errors.js";
+import { isNotFound, messageOf } from "../errors/errors.js";
+import { sleep } from "../util/timeout.js";
 import type { CallOptions, ContainerdClient } from "./client.js";
 import { killStrayShims } from "./shims.js";
 
@@ -108,12 +109,21 @@ export class Tasks {
 
   /** Deletes a stopped task; a missing one is not an error. */
   async delete(containerId: string, opts: CallOptions = {}): Promise<TaskExitInfo | undefined> {
-    try {
-      const res = await this.client.call(TasksService.delete, { containerId }, { timeoutMs: 60_000, ...opts });
-      return { exitStatus: res.exitStatus, exitedAt: ns(res.exitedAt) };
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await this.client.call(TasksService.delete, { containerId }, { timeoutMs: 60_000, ...opts });
+        return { exitStatus: res.exitStatus, exitedAt: ns(res.exitedAt) };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        // The shim went away while containerd asked it to delete (its ttrpc connection closed,
+        // seen when a pod's last task goes): containerd cleans up after a dead shim itself, and
+        // asking again finds the task deleted or gone.
+        if (attempt < SHIM_LOST_ATTEMPTS && isShimConnectionLost(err)) {
+          await sleep(100 * attempt);
+          continue;
+        }
+        throw err;
+      }
     }
   }
 
@@ -146,6 +156,12 @@ export class Tasks {
 }
 
 const SIGKILL = 9;
+const SHIM_LOST_ATTEMPTS = 4;
+
+/** containerd's answer when the shim's connection closed under a call it was making. */
+export function isShimConnectionLost(err: unknown): boolean {
+  return messageOf(err).includes("ttrpc: closed");
+}
 
 /** What the services use of Tasks: an interface, so tests can hand in a fake. */
 export type TaskApi = Pick<Tasks, "create" | "start" | "get" | "list" | "kill" | "update" | "wait" | "exec" | "startProcess" | "resizePty" | "closeStdin" | "deleteProcess" | "delete" | "killAndDelete" | "undoCreate">;

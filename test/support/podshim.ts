@@ -1,7 +1,7 @@
 // Runs the real podshim binary (dist/main.js) as a child process with its own socket and
 // dirs under a temp dir, the way a node runs it.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { criClient, type CriClient } from "./cri-client.js";
@@ -127,6 +127,9 @@ export async function startPodshim(opts: PodshimOptions): Promise<PodshimHandle>
       return exited;
     },
     async cleanup() {
+      // PODSHIM_OUTPUT_DIR keeps what podshim printed (with PODSHIM_NODE_ARGS=--trace-gc: its
+      // collections under a benchmark's load).
+      if (process.env.PODSHIM_OUTPUT_DIR) writeFileSync(join(process.env.PODSHIM_OUTPUT_DIR, `podshim-${child.pid}.out`), out);
       cri.close();
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGKILL");

@@ -276,14 +276,18 @@ class Call implements ServerCall {
       this.fail({ code: GrpcCode.RESOURCE_EXHAUSTED, details: `the answer of ${bytes.length} bytes is larger than the limit of ${MAX_MESSAGE}` });
       return;
     }
-    this.sendHeaders();
     this.finish(OK_TRAILERS, framed(bytes));
   }
 
   /** One message of a streaming answer; waits while the client reads slower than podshim sends. */
   private send(value: unknown): Promise<void> {
     if (this.done || this.lost()) return Promise.reject(new CanceledError(`${this.route.method.path}: the call has ended`));
-    const bytes = this.route.method.responseSerialize(value as never);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.route.method.responseSerialize(value as never);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(messageOf(err)));
+    }
     if (bytes.length > MAX_MESSAGE) return Promise.reject(new CanceledError(`${this.route.method.path}: a message of ${bytes.length} bytes is larger than the limit of ${MAX_MESSAGE}`));
     this.sendHeaders();
     if (this.stream.write(framed(bytes))) return Promise.resolve();

@@ -4,7 +4,8 @@ import {
 } from "@grpc/grpc-js";
 import type { Logger } from "../logger/logger.js";
 import { fromContainerdError } from "./errors.js";
-import { GrpcCode, GrpcStatusError, GrpcChannel } from "./grpc-channel.js";
+import { GrpcStatusError, GrpcChannel } from "./grpc-channel.js";
+import { GrpcCode } from "../util/grpc-wire.js";
 
 /** What ts-proto generates for each method of a grpc-js service definition. */
 export interface MethodDef<Req, Res> {

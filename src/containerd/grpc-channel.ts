@@ -24,7 +24,6 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import { connect } from "node:net";
 import { Deframer, decodeMessage, frameHeader, framed, GrpcCode, timeoutHeader } from "../util/grpc-wire.js";
 
-export { GrpcCode, timeoutHeader };
 
 /** A call that ended with a status other than OK: what the server said, or what went wrong here. */
 export class GrpcStatusError extends Error {

@@ -7,7 +7,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GrpcCode, GrpcStatusError, GrpcChannel, timeoutHeader } from "../../src/containerd/grpc-channel.js";
+import { GrpcStatusError, GrpcChannel } from "../../src/containerd/grpc-channel.js";
+import { GrpcCode, timeoutHeader } from "../../src/util/grpc-wire.js";
 
 /** A gRPC length-prefixed message: flag (1 = compressed), 4-byte big-endian length, bytes. */
 function framed(msg: Buffer, flag = 0): Buffer {

@@ -3,7 +3,7 @@ import { Status as TaskStatusCode, type Process } from "../gen/containerd/types/
 import type { Mount } from "../gen/containerd/types/mount.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import { isNotFound, messageOf } from "../errors/errors.js";
-import { sleep } from "../util/timeout.js";
+import { retry } from "../util/retry.js";
 import type { CallOptions, ContainerdClient } from "./client.js";
 import { killStrayShims } from "./shims.js";
 
@@ -109,21 +109,15 @@ export class Tasks {
 
   /** Deletes a stopped task; a missing one is not an error. */
   async delete(containerId: string, opts: CallOptions = {}): Promise<TaskExitInfo | undefined> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await this.client.call(TasksService.delete, { containerId }, { timeoutMs: 60_000, ...opts });
-        return { exitStatus: res.exitStatus, exitedAt: ns(res.exitedAt) };
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        // The shim went away while containerd asked it to delete (its ttrpc connection closed,
-        // seen when a pod's last task goes): containerd cleans up after a dead shim itself, and
-        // asking again finds the task deleted or gone.
-        if (attempt < SHIM_LOST_ATTEMPTS && isShimConnectionLost(err)) {
-          await sleep(100 * attempt);
-          continue;
-        }
-        throw err;
-      }
+    try {
+      // The shim may go away while containerd asks it to delete (its ttrpc connection closes,
+      // seen when a pod's last task goes): containerd cleans up after a dead shim itself, and
+      // asking again finds the task deleted or gone.
+      const res = await retry(() => this.client.call(TasksService.delete, { containerId }, { timeoutMs: 60_000, ...opts }), isShimConnectionLost, { attempts: SHIM_LOST_ATTEMPTS });
+      return { exitStatus: res.exitStatus, exitedAt: ns(res.exitedAt) };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
     }
   }
 
@@ -159,7 +153,7 @@ const SIGKILL = 9;
 const SHIM_LOST_ATTEMPTS = 4;
 
 /** containerd's answer when the shim's connection closed under a call it was making. */
-export function isShimConnectionLost(err: unknown): boolean {
+function isShimConnectionLost(err: unknown): boolean {
   return messageOf(err).includes("ttrpc: closed");
 }
 

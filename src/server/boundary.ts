@@ -1,6 +1,6 @@
 import { status as Status } from "@grpc/grpc-js";
 import type { Logger } from "../logger/logger.js";
-import type { AnyStreamRpc, AnyUnaryRpc, Handlers, RpcContext, StreamRpc, UnaryRpc } from "../rpc/handlers.js";
+import type { Handlers, RpcContext, StreamRpc, UnaryRpc } from "../rpc/handlers.js";
 import { PodshimError } from "../errors/errors.js";
 import type { CallStatus, ServerCall, ServiceDefinition, ServiceImplementation, StreamMethod, UnaryMethod } from "./grpc-server.js";
 import { codeName, toGrpcStatus } from "./status.js";
@@ -51,18 +51,27 @@ export function implementService(def: ServiceDefinition, handlers: Partial<Handl
   const impl: Record<string, UnaryMethod | StreamMethod> = {};
   for (const [key, method] of Object.entries(def)) {
     const name = method.path.slice(method.path.lastIndexOf("/") + 1);
-    const rpc = `${opts.service}/${name}`;
+    const rpc: Rpc = { name, path: `${opts.service}/${name}`, readOnly: READ_ONLY.test(name) };
     if (method.responseStream) {
       const handler = handlers.stream?.[name];
-      const run: StreamMethod = (call, send) => serveStream(call, send, rpc, handler, opts);
+      const run: StreamMethod = (call, send) => serve(call, rpc, handler, opts, (ctx) => (handler as StreamRpc<unknown, unknown>)(call.request, send, ctx));
       impl[key] = run;
     } else {
       const handler = handlers.unary?.[name];
-      const run: UnaryMethod = (call) => serveUnary(call, rpc, handler, opts);
+      // The request is what this method's own deserializer decoded: the type its handler takes.
+      const run: UnaryMethod = (call) => serve(call, rpc, handler, opts, (ctx) => (handler as UnaryRpc<unknown, unknown>)(call.request, ctx));
       impl[key] = run;
     }
   }
   return impl;
+}
+
+/** What the boundary knows of a method, worked out once: "Version", "RuntimeService/Version",
+ * and whether it only reads (logged at debug). */
+interface Rpc {
+  name: string;
+  path: string;
+  readOnly: boolean;
 }
 
 /** A handler's context. Its logger and signal are made when first asked for: a status call
@@ -88,80 +97,54 @@ class CallContext implements RpcContext {
   }
 }
 
-function refusal(rpc: string, handler: unknown, opts: BoundaryOptions): CallStatus | undefined {
-  if (!handler) return { code: Status.UNIMPLEMENTED, details: `podshim does not implement ${rpc} yet` };
-  const name = rpc.slice(rpc.indexOf("/") + 1);
-  if (!opts.isReady() && !opts.alwaysServed?.has(name)) {
-    return { code: Status.UNAVAILABLE, details: `podshim is recovering state from containerd; retry ${rpc} shortly (Status says why it is not ready)` };
+function refusal(rpc: Rpc, handler: unknown, opts: BoundaryOptions): CallStatus | undefined {
+  if (!handler) return { code: Status.UNIMPLEMENTED, details: `podshim does not implement ${rpc.path} yet` };
+  if (!opts.isReady() && !opts.alwaysServed?.has(rpc.name)) {
+    return { code: Status.UNAVAILABLE, details: `podshim is recovering state from containerd; retry ${rpc.path} shortly (Status says why it is not ready)` };
   }
   return undefined;
 }
 
-/** Runs the handler; resolves to its answer or rejects with the status the client gets. */
-function serveUnary(call: ServerCall, rpc: string, handler: AnyUnaryRpc | undefined, opts: BoundaryOptions): Promise<unknown> {
+/**
+ * One call of a unary or a streaming method: refused while podshim cannot serve it, else the
+ * handler `start`s; resolves to its answer or rejects with the status the client gets. Every
+ * call is logged and counted once.
+ */
+function serve<T>(call: ServerCall, rpc: Rpc, handler: unknown, opts: BoundaryOptions, start: (ctx: CallContext) => Promise<T>): Promise<T> {
   const refused = refusal(rpc, handler, opts);
   if (refused) {
-    opts.logger.debug({ rpc, code: codeName(refused.code) }, refused.details);
-    opts.observe?.(rpc, codeName(refused.code), 0);
+    opts.logger.debug({ rpc: rpc.path, code: codeName(refused.code) }, refused.details);
+    opts.observe?.(rpc.path, codeName(refused.code), 0);
     return Promise.reject(refused);
   }
   const started = performance.now();
-  const ctx = new CallContext(call, opts.logger, rpc);
-  // The request is what this method's own deserializer decoded: the type its handler takes.
-  const run = (handler as UnaryRpc<unknown, unknown>)(call.request, ctx);
+  const ctx = new CallContext(call, opts.logger, rpc.path);
+  const run = start(ctx);
   opts.inFlight?.track(run);
   return run.then(
     (response) => {
       logDone(ctx, rpc, started);
-      opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
+      opts.observe?.(rpc.path, "OK", (performance.now() - started) / 1000);
       return response;
     },
     (err: unknown) => {
-      throw failed(ctx.log, rpc, started, err, opts);
+      const status = toGrpcStatus(err);
+      logFailed(ctx.log, started, status.code, err);
+      opts.observe?.(rpc.path, codeName(status.code), (performance.now() - started) / 1000);
+      throw status;
     },
   );
 }
 
-/** Runs the handler, which writes through `send` (the server waits on a slow client there). */
-function serveStream(call: ServerCall, send: (msg: unknown) => Promise<void>, rpc: string, handler: AnyStreamRpc | undefined, opts: BoundaryOptions): Promise<void> {
-  const refused = refusal(rpc, handler, opts);
-  if (refused) {
-    opts.observe?.(rpc, codeName(refused.code), 0);
-    return Promise.reject(refused);
-  }
-  const started = performance.now();
-  const ctx = new CallContext(call, opts.logger, rpc);
-  const run = (handler as StreamRpc<unknown, unknown>)(call.request, send, ctx);
-  opts.inFlight?.track(run);
-  return run.then(
-    () => {
-      logDone(ctx, rpc, started);
-      opts.observe?.(rpc, "OK", (performance.now() - started) / 1000);
-    },
-    (err: unknown) => {
-      throw failed(ctx.log, rpc, started, err, opts);
-    },
-  );
-}
-
-/** The status a failed handler answers with, logged and counted. */
-function failed(log: Logger, rpc: string, started: number, err: unknown, opts: BoundaryOptions): CallStatus {
-  const status = toGrpcStatus(err);
-  logFailed(log, rpc, started, status.code, err);
-  opts.observe?.(rpc, codeName(status.code), (performance.now() - started) / 1000);
-  return status;
-}
-
-function logDone(ctx: CallContext, rpc: string, started: number) {
-  const readOnly = READ_ONLY.test(rpc.slice(rpc.indexOf("/") + 1));
+function logDone(ctx: CallContext, rpc: Rpc, started: number) {
   // A read logs at debug: at info, touching its logger would only make one to drop the line.
-  if (readOnly && !ctx.base.isLevelEnabled("debug")) return;
+  if (rpc.readOnly && !ctx.base.isLevelEnabled("debug")) return;
   const ms = Math.round((performance.now() - started) * 10) / 10;
-  if (readOnly) ctx.log.debug({ ms }, "done");
+  if (rpc.readOnly) ctx.log.debug({ ms }, "done");
   else ctx.log.info({ ms }, "done");
 }
 
-function logFailed(log: Logger, rpc: string, started: number, code: Status, err: unknown) {
+function logFailed(log: Logger, started: number, code: Status, err: unknown) {
   const ms = Math.round((performance.now() - started) * 10) / 10;
   const fields = err instanceof PodshimError
     ? { ms, code: codeName(code), error: err.message, ...(err.cause instanceof Error ? { cause: err.cause.message } : {}) }

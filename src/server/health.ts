@@ -3,15 +3,15 @@
 // it and then every change. "" (the server as a whole) and each CRI service are known names.
 import { status as Status } from "@grpc/grpc-js";
 import { HealthCheckResponse_ServingStatus as ServingStatus, HealthService, type HealthCheckRequest, type HealthCheckResponse } from "../gen/grpc/health/v1/health.js";
+import { sleep } from "../util/timeout.js";
 import type { ServerCall, ServiceBinding, StreamMethod, UnaryMethod } from "./grpc-server.js";
 
 export const HEALTH_SERVICES = ["", "runtime.v1.RuntimeService", "runtime.v1.ImageService"] as const;
 const WATCH_POLL_MS = 1000;
 
 export class HealthServer {
-  /** Wakes every Watch waiting for its next poll. */
-  private readonly sleepers = new Set<() => void>();
-  private closed = false;
+  /** Aborted on shutdown: ends every Watch. */
+  private readonly closing = new AbortController();
 
   /** `serving` says whether podshim can serve pods now (containerd answers, state loaded). */
   constructor(private readonly serving: () => Promise<boolean>) {}
@@ -37,36 +37,20 @@ export class HealthServer {
    * SERVICE_UNKNOWN on the stream, not an error. */
   private async watch(call: ServerCall, send: (m: HealthCheckResponse) => Promise<void>): Promise<void> {
     const { service } = call.request as HealthCheckRequest;
+    const ended = AbortSignal.any([call.signal, this.closing.signal]);
     let last: ServingStatus | undefined;
-    while (!call.signal.aborted && !this.closed) {
+    while (!ended.aborted) {
       const s = (await this.status(service)) ?? ServingStatus.SERVICE_UNKNOWN;
       if (s !== last && !call.signal.aborted) {
         last = s;
         await send({ status: s });
       }
-      await this.nextPoll(call.signal);
+      await sleep(WATCH_POLL_MS, ended);
     }
-  }
-
-  /** Resolves after the poll interval, or at once when the call ends or the server closes. */
-  private nextPoll(signal: AbortSignal): Promise<void> {
-    if (this.closed || signal.aborted) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", wake);
-        this.sleepers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, WATCH_POLL_MS);
-      signal.addEventListener("abort", wake, { once: true });
-      this.sleepers.add(wake);
-    });
   }
 
   /** Ends every Watch so the server's drain is not held open by them (shutdown). */
   close(): void {
-    this.closed = true;
-    for (const wake of [...this.sleepers]) wake();
+    this.closing.abort();
   }
 }

@@ -3,6 +3,18 @@
 import { describe, expect, it } from "vitest";
 import { decodeMessage, Deframer, encodeMessage, framed, parseTimeout, timeoutHeader } from "../../src/util/grpc-wire.js";
 
+describe("timeoutHeader", () => {
+  it("uses the finest unit whose count fits in 8 digits", () => {
+    expect(timeoutHeader(1)).toBe("1m");
+    expect(timeoutHeader(1.2)).toBe("2m");
+    expect(timeoutHeader(99_999_999)).toBe("99999999m");
+    expect(timeoutHeader(100_000_000)).toBe("100000S");
+    expect(timeoutHeader(7 * 24 * 3600 * 1000)).toBe("604800S");
+    expect(timeoutHeader(1e12)).toBe("16666667M");
+    expect(timeoutHeader(1e15)).toBe("99999999H");
+  });
+});
+
 describe("parseTimeout", () => {
   it("reads each unit, and refuses what is not the header's form", () => {
     expect(parseTimeout("1H")).toBe(3_600_000);
